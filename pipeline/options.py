@@ -1,0 +1,185 @@
+"""The single options schema shared by the worker and the Gradio app.
+
+Each face translates its own wire format (RunPod JSON, Gradio widgets) into a
+plain mapping and calls :func:`parse_options`. Validation is strict on purpose:
+JSON ``true`` is not an integer, ``1`` is not a boolean, and an unknown field is
+an error, so a typo in the After Effects panel is caught instead of ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .errors import OptionsError
+from .models import MODEL_CHOICES
+from .settings import Settings, load_settings
+
+_TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string"}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One request field: its type, default, allowed values and documentation."""
+
+    name: str
+    kind: type
+    default: Any | Callable[[Settings], Any]
+    doc: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple | None = None
+    nullable: bool = False  # null means "use the model's own default"
+
+    def default_for(self, settings: Settings) -> Any:
+        return self.default(settings) if callable(self.default) else self.default
+
+    def rule(self) -> str:
+        """Human-readable rule, used in error messages and the README."""
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        text = _TYPE_NAMES[self.kind]
+        if self.minimum is not None and self.maximum is not None:
+            text += f" from {_fmt(self.minimum)} to {_fmt(self.maximum)}"
+        elif self.minimum is not None:
+            text += f" of at least {_fmt(self.minimum)}"
+        return text
+
+    def validate(self, value: Any) -> Any:
+        if value is None and self.nullable:
+            return None
+        if not _has_type(value, self.kind):
+            raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got {_describe(value)}.")
+        if self.kind is float:
+            value = float(value)
+            if not math.isfinite(value):
+                raise OptionsError(f"Field '{self.name}' must be a finite number, got {value}.")
+        if self.choices is not None and value not in self.choices:
+            raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got {value!r}.")
+        if (self.minimum is not None and value < self.minimum) or (
+            self.maximum is not None and value > self.maximum
+        ):
+            raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got {_fmt(value)}.")
+        return value
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string {shown!r}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return f"a value of type {type(value).__name__}"
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("generate_texture", bool, True, "Paint a texture onto the mesh."),
+    FieldSpec(
+        "remove_background", bool, True,
+        "Cut the subject out with rembg first; skipped when the image already has real transparency.",
+    ),
+    FieldSpec(
+        "profile", int, lambda s: s.default_profile,
+        "mmgp memory profile, 1 (fastest, most VRAM) to 5 (least VRAM). Default: env HY3D_PROFILE, else 3.",
+        minimum=1, maximum=5,
+    ),
+    FieldSpec("seed", int, 1234, "Random seed; the same seed gives the same model.", minimum=0, maximum=2**32 - 1),
+    FieldSpec(
+        "model", str, lambda s: s.default_model,
+        "Shape model. Default: env HY3D_MODEL, else auto (best Hunyuan3D variant present, else draft).",
+        choices=MODEL_CHOICES,
+    ),
+    FieldSpec("max_faces", int, 40000, "Face budget of the output mesh.", minimum=1000, maximum=500000),
+    FieldSpec(
+        "steps", int, None, "Diffusion steps (Hunyuan3D only). Default: the model's own (30, or 5 for turbo).",
+        minimum=1, maximum=100, nullable=True,
+    ),
+    FieldSpec(
+        "guidance_scale", float, None, "Classifier-free guidance (Hunyuan3D only). Default: 5.0.",
+        minimum=0.0, maximum=20.0, nullable=True,
+    ),
+    FieldSpec(
+        "octree_resolution", int, None, "Surface-extraction grid resolution (Hunyuan3D only). Default: 256.",
+        minimum=64, maximum=512, nullable=True,
+    ),
+    FieldSpec(
+        "num_chunks", int, None, "Grid points decoded per batch (Hunyuan3D only); lower uses less VRAM. Default: 8000.",
+        minimum=1000, maximum=500000, nullable=True,
+    ),
+)
+
+FIELDS_BY_NAME = {f.name: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Validated options of one generation request (everything but the image)."""
+
+    generate_texture: bool = True
+    remove_background: bool = True
+    profile: int = 3
+    seed: int = 1234
+    model: str = "auto"
+    max_faces: int = 40000
+    steps: int | None = None
+    guidance_scale: float | None = None
+    octree_resolution: int | None = None
+    num_chunks: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "GenerationOptions":
+        return dataclasses.replace(self, **changes)
+
+
+assert [f.name for f in FIELDS] == [f.name for f in dataclasses.fields(GenerationOptions)]
+
+
+def parse_options(
+    raw: Mapping[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    ignore: tuple[str, ...] = (),
+) -> GenerationOptions:
+    """Validate a mapping of request fields into :class:`GenerationOptions`.
+
+    ``ignore`` names fields the caller handles itself (the worker's ``image``),
+    which are neither validated here nor reported as unknown.
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise OptionsError("Request input must be a JSON object.")
+    unknown = sorted(k for k in raw if k not in FIELDS_BY_NAME and k not in ignore)
+    if unknown:
+        allowed = ", ".join(sorted((*FIELDS_BY_NAME, *ignore)))
+        raise OptionsError(f"Unknown field '{unknown[0]}'; allowed fields are: {allowed}.")
+    settings = settings or load_settings()
+    values = {}
+    for spec in FIELDS:
+        if spec.name in raw:
+            values[spec.name] = spec.validate(raw[spec.name])
+        else:
+            values[spec.name] = spec.default_for(settings)
+    return GenerationOptions(**values)

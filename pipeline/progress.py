@@ -1,0 +1,42 @@
+"""Progress reporting shared by the faces.
+
+The pipeline calls ``progress(stage, fraction, message)``; the worker forwards
+it to ``runpod.serverless.progress_update`` and the app to ``gr.Progress``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol
+
+# The stages every face shows, in order.
+STAGES = ("decode", "background", "shape", "texture", "export")
+
+
+class ProgressCallback(Protocol):
+    def __call__(self, stage: str, fraction: float, message: str = "") -> None: ...
+
+
+def null_progress(stage: str, fraction: float, message: str = "") -> None:
+    """Default callback: report nothing."""
+
+
+def throttled(callback: ProgressCallback, min_interval_s: float = 0.5) -> ProgressCallback:
+    """Drop updates that arrive faster than ``min_interval_s`` within a stage.
+
+    Diffusion steps can come every few milliseconds on a GPU; RunPod's
+    ``/status`` and the browser only need a few updates a second. The first and
+    last update of each stage always pass.
+    """
+    state = {"stage": None, "t": 0.0}
+
+    def report(stage: str, fraction: float, message: str = "") -> None:
+        now = time.monotonic()
+        if stage != state["stage"] or fraction >= 1.0 or now - state["t"] >= min_interval_s:
+            state["stage"], state["t"] = stage, now
+            callback(stage, fraction, message)
+
+    return report
+
+
+ProgressFn = Callable[[str, float, str], None]

@@ -1,0 +1,62 @@
+"""Process-wide settings read from environment variables.
+
+Read once per call of :func:`load_settings` (not at import) so tests and
+launchers can set variables before the pipeline is built. Every variable is
+documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .errors import OptionsError
+
+DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise OptionsError(f"Environment variable {name} must be an integer, got {raw!r}.") from None
+    if value < minimum:
+        raise OptionsError(f"Environment variable {name} must be at least {minimum}, got {value}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deployment configuration; request fields live in :mod:`pipeline.options`."""
+
+    default_model: str = "auto"
+    model_from_env: bool = False
+    default_profile: int = 3
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    rembg_model: str = "u2net"
+    device: str = "auto"
+    extra: dict = field(default_factory=dict)
+
+
+def load_settings() -> Settings:
+    model_env = os.environ.get("HY3D_MODEL", "").strip()
+    profile = _env_int("HY3D_PROFILE", 3)
+    if not 1 <= profile <= 5:
+        raise OptionsError(f"Environment variable HY3D_PROFILE must be from 1 to 5, got {profile}.")
+    device = os.environ.get("HY3D_DEVICE", "auto").strip().lower() or "auto"
+    if device not in ("auto", "cpu", "cuda"):
+        raise OptionsError(f"Environment variable HY3D_DEVICE must be auto, cpu or cuda, got {device!r}.")
+    return Settings(
+        default_model=model_env or "auto",
+        model_from_env=bool(model_env),
+        default_profile=profile,
+        max_image_bytes=_env_int("HY3D_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES),
+        max_image_pixels=_env_int("HY3D_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
+        rembg_model=os.environ.get("REMBG_MODEL", "").strip() or "u2net",
+        device=device,
+    )

@@ -1,0 +1,62 @@
+"""Dataclasses at the pipeline's boundaries: what backends return and what the
+faces receive. Kept free of heavy imports (trimesh/PIL only as type hints)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    import trimesh
+    from PIL import Image
+
+    from .options import GenerationOptions
+    from .progress import ProgressCallback
+
+
+@dataclass
+class ShapeOutput:
+    """A backend's mesh, before export.
+
+    Meshes are Y-up with the subject facing +Z (glTF conventions), centred at
+    the origin and inside the [-1, 1] cube, like hy3dgen's own output.
+    """
+
+    mesh: "trimesh.Trimesh"
+    model: str
+    textured: bool = False  # the mesh already carries a texture (draft's projection)
+    profile: int | None = None  # the memory profile that actually ran, if any
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class ShapeBackend(Protocol):
+    """What the orchestrator needs from a backend. Implementations load their
+    models once (in ``__init__`` or lazily on first call) and are reused."""
+
+    name: str
+
+    def generate(
+        self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback"
+    ) -> ShapeOutput: ...
+
+
+@dataclass
+class GenerationResult:
+    """Everything a face needs to answer one request."""
+
+    glb: bytes
+    textured: bool
+    model: str
+    seed: int
+    profile: int | None
+    faces: int
+    vertices: int
+    timings: dict[str, float]
+    warnings: list[str]
+    execution_time: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def file_size(self) -> int:
+        return len(self.glb)

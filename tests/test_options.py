@@ -1,0 +1,112 @@
+"""The shared options schema: every field's type, range and default."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import OptionsError
+from pipeline.options import FIELDS, GenerationOptions, parse_options
+from pipeline.settings import load_settings
+
+
+def test_defaults_without_env():
+    opts = parse_options({})
+    assert opts == GenerationOptions(
+        generate_texture=True, remove_background=True, profile=3, seed=1234, model="auto", max_faces=40000
+    )
+
+
+def test_env_defaults(monkeypatch):
+    monkeypatch.setenv("HY3D_PROFILE", "5")
+    monkeypatch.setenv("HY3D_MODEL", "draft")
+    opts = parse_options({})
+    assert (opts.profile, opts.model) == (5, "draft")
+    # A request value still wins over the env default.
+    assert parse_options({"profile": 2}).profile == 2
+
+
+@pytest.mark.parametrize("value", ["0", "6", "x"])
+def test_bad_env_profile(monkeypatch, value):
+    monkeypatch.setenv("HY3D_PROFILE", value)
+    with pytest.raises(OptionsError, match="HY3D_PROFILE"):
+        load_settings()
+
+
+def test_unknown_field_named():
+    with pytest.raises(OptionsError, match="Unknown field 'generate_textures'"):
+        parse_options({"generate_textures": True})
+
+
+def test_ignored_fields_are_not_unknown():
+    assert parse_options({"image": "abc"}, ignore=("image",)).seed == 1234
+
+
+# One wrong-type and one out-of-range value for every field.
+WRONG_TYPE = {
+    "generate_texture": [1, "true", None],
+    "remove_background": [0, "false", None],
+    "profile": [True, 2.5, "3", None],
+    "seed": [False, 1.5, "7", None],
+    "model": [1, True, None],
+    "max_faces": [True, 40000.5, "40000", None],
+    "steps": [True, 2.5, "30"],
+    "guidance_scale": [True, "5"],
+    "octree_resolution": [True, 256.5, "256"],
+    "num_chunks": [True, "8000"],
+}
+OUT_OF_RANGE = {
+    "profile": [0, 6, -1, 9],
+    "seed": [-1, 2**32],
+    "model": ["hunyuan3d-3", "Draft", ""],
+    "max_faces": [999, 500001],
+    "steps": [0, 101],
+    "guidance_scale": [-0.1, 20.5, float("nan"), float("inf")],
+    "octree_resolution": [63, 513],
+    "num_chunks": [999, 500001],
+}
+
+
+def test_tables_cover_every_field():
+    names = {f.name for f in FIELDS}
+    assert set(WRONG_TYPE) == names
+    assert set(OUT_OF_RANGE) == names - {"generate_texture", "remove_background"}
+
+
+@pytest.mark.parametrize("field,value", [(f, v) for f, vs in WRONG_TYPE.items() for v in vs])
+def test_wrong_type_rejected_with_field_name(field, value):
+    with pytest.raises(OptionsError) as info:
+        parse_options({field: value})
+    message = str(info.value)
+    assert f"Field '{field}'" in message
+    assert "must be" in message
+
+
+@pytest.mark.parametrize("field,value", [(f, v) for f, vs in OUT_OF_RANGE.items() for v in vs])
+def test_out_of_range_rejected_with_field_name(field, value):
+    with pytest.raises(OptionsError, match=f"Field '{field}'"):
+        parse_options({field: value})
+
+
+def test_range_message_is_precise():
+    with pytest.raises(OptionsError) as info:
+        parse_options({"profile": 9})
+    assert str(info.value) == "Field 'profile' must be an integer from 1 to 5, got 9."
+
+
+def test_nullable_fields_mean_model_default():
+    opts = parse_options({"steps": None, "guidance_scale": None, "octree_resolution": None, "num_chunks": None})
+    assert (opts.steps, opts.guidance_scale, opts.octree_resolution, opts.num_chunks) == (None,) * 4
+
+
+def test_valid_values_pass_through():
+    opts = parse_options(
+        {"generate_texture": False, "remove_background": False, "profile": 1, "seed": 0, "model": "draft",
+         "max_faces": 1000, "steps": 5, "guidance_scale": 7, "octree_resolution": 64, "num_chunks": 1000}
+    )
+    assert opts.guidance_scale == 7.0 and isinstance(opts.guidance_scale, float)
+    assert opts.to_dict()["max_faces"] == 1000
+
+
+def test_input_must_be_mapping():
+    with pytest.raises(OptionsError, match="JSON object"):
+        parse_options(["profile", 3])  # type: ignore[arg-type]
