@@ -1,0 +1,192 @@
+"""Gradio Blocks app over the shared pipeline: QA's browser face, and the
+``/generate`` endpoint for gradio_client scripts.
+
+Only translation lives here: widgets -> request fields -> ``parse_options``,
+and ``GenerationResult`` -> viewer, download and stats. Run ``python app.py
+--help`` for flags; every flag also has an environment variable (README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+from pipeline.models import MODEL_CHOICES
+from pipeline.options import FIELDS_BY_NAME, parse_options
+from pipeline.progress import STAGES
+from pipeline.service import ImageTo3D
+from pipeline.types import GenerationResult
+
+DEFAULT_QUEUE_SIZE = 16
+
+
+def _output_dir() -> Path:
+    root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "hy3d-outputs"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def request_fields(
+    model: str,
+    profile: float,
+    generate_texture: bool,
+    remove_background: bool,
+    seed: float,
+    max_faces: float,
+    steps: float | None,
+    guidance_scale: float | None,
+    octree_resolution: float | None,
+    num_chunks: float | None,
+) -> dict[str, Any]:
+    """Widget values -> request fields. Sliders and number boxes send floats;
+    whole numbers become ints so the shared schema's strict checks apply."""
+
+    def as_int(value):
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+
+    fields = {
+        "model": model,
+        "profile": as_int(profile),
+        "generate_texture": generate_texture,
+        "remove_background": remove_background,
+        "seed": as_int(seed),
+        "max_faces": as_int(max_faces),
+        "steps": as_int(steps),
+        "guidance_scale": guidance_scale,
+        "octree_resolution": as_int(octree_resolution),
+        "num_chunks": as_int(num_chunks),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def stats_markdown(result: GenerationResult) -> str:
+    lines = [
+        f"**Model** {result.model} · **seed** {result.seed} · **profile** {result.profile if result.profile is not None else 'n/a'}",
+        f"**Faces** {result.faces:,} · **vertices** {result.vertices:,} · **textured** {'yes' if result.textured else 'no'}",
+        f"**GLB** {result.file_size / 1e6:.2f} MB · **total** {result.execution_time:.2f} s",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *(f"| {stage} | {seconds:.3f} |" for stage, seconds in result.timings.items()),
+    ]
+    if result.warnings:
+        lines += ["", "**Warnings**", *(f"- {w}" for w in result.warnings)]
+    return "\n".join(lines)
+
+
+def build_demo(pipeline: ImageTo3D | None = None):
+    import gradio as gr
+
+    pipeline = pipeline or ImageTo3D(draft_fallback=True)
+    settings = pipeline.settings
+    try:
+        notice = pipeline.choose_model(settings.default_model).notice
+    except PipelineError as exc:
+        notice = str(exc)
+
+    def generate(
+        image_path, model, profile, generate_texture, remove_background, seed, randomize_seed,
+        max_faces, steps, guidance_scale, octree_resolution, num_chunks, progress=gr.Progress(),
+    ):
+        if not image_path:
+            raise gr.Error("Upload an image first.")
+        if randomize_seed:
+            seed = random.randint(0, 2**31 - 1)
+        try:
+            options = parse_options(
+                request_fields(
+                    model, profile, generate_texture, remove_background, seed, max_faces,
+                    steps, guidance_scale, octree_resolution, num_chunks,
+                )
+            )
+            image_bytes = Path(image_path).read_bytes()
+
+            def report(stage: str, fraction: float, message: str = "") -> None:
+                index = STAGES.index(stage) if stage in STAGES else 0
+                progress((index + min(max(fraction, 0.0), 1.0)) / len(STAGES), desc=f"{stage}: {message}")
+
+            result = pipeline.generate(image_bytes, options, report)
+        except PipelineError as exc:
+            raise gr.Error(str(exc)) from None
+        for warning in result.warnings:
+            gr.Warning(warning)
+        path = _output_dir() / f"model-{uuid.uuid4().hex[:12]}.glb"
+        path.write_bytes(result.glb)
+        stats = {
+            "model": result.model, "seed": result.seed, "profile": result.profile, "faces": result.faces,
+            "vertices": result.vertices, "textured": result.textured, "file_size": result.file_size,
+            "execution_time": result.execution_time, "timings": result.timings, "warnings": result.warnings,
+        }
+        return str(path), str(path), stats_markdown(result), stats, options.seed
+
+    with gr.Blocks(title="Image to 3D") as demo:
+        gr.Markdown("## Image to 3D (Hunyuan3D-2)")
+        gr.Markdown(f"**Backend:** {notice}", elem_id="backend-notice")
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="input-image")
+                model = gr.Dropdown(list(MODEL_CHOICES), value=settings.default_model, label="Model")
+                profile = gr.Slider(1, 5, value=settings.default_profile, step=1, label="Memory profile (mmgp)",
+                                    info="1 = fastest, most VRAM; 5 = least VRAM")
+                with gr.Row():
+                    generate_texture = gr.Checkbox(value=True, label="Generate texture")
+                    remove_background = gr.Checkbox(value=True, label="Remove background")
+                with gr.Row():
+                    seed = gr.Number(value=FIELDS_BY_NAME["seed"].default, precision=0, minimum=0, label="Seed")
+                    randomize_seed = gr.Checkbox(value=False, label="Randomize seed")
+                max_faces_spec = FIELDS_BY_NAME["max_faces"]
+                max_faces = gr.Slider(max_faces_spec.minimum, 200000, value=max_faces_spec.default, step=1000,
+                                      label="Max faces")
+                with gr.Accordion("Advanced (Hunyuan3D models; empty = model default)", open=False):
+                    steps = gr.Number(value=None, precision=0, label="Steps")
+                    guidance_scale = gr.Number(value=None, label="Guidance scale")
+                    octree_resolution = gr.Number(value=None, precision=0, label="Octree resolution")
+                    num_chunks = gr.Number(value=None, precision=0, label="Num chunks")
+                button = gr.Button("Generate", variant="primary", elem_id="generate-button")
+            with gr.Column(scale=1):
+                viewer = gr.Model3D(label="Preview", clear_color=(0.92, 0.92, 0.92, 1.0), height=480,
+                                    elem_id="model-viewer")
+                download = gr.File(label="Download GLB", elem_id="glb-download")
+                stats = gr.Markdown(elem_id="stats")
+                stats_json = gr.JSON(visible=False)
+        button.click(
+            generate,
+            inputs=[image, model, profile, generate_texture, remove_background, seed, randomize_seed,
+                    max_faces, steps, guidance_scale, octree_resolution, num_chunks],
+            outputs=[viewer, download, stats, stats_json, seed],
+            api_name="generate",
+        )
+    queue_size = int(os.environ.get("HY3D_QUEUE_SIZE", DEFAULT_QUEUE_SIZE))
+    demo.queue(default_concurrency_limit=1, max_size=queue_size)
+    return demo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Image-to-3D Gradio app")
+    parser.add_argument("--host", default=os.environ.get("HY3D_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("HY3D_PORT", "7860")))
+    parser.add_argument("--auth", default=os.environ.get("HY3D_AUTH"),
+                        help="basic auth as user:password (env HY3D_AUTH)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    auth = None
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit("--auth / HY3D_AUTH must look like user:password")
+        auth = (user, password)
+    demo = build_demo()
+    demo.launch(server_name=args.host, server_port=args.port, auth=auth, show_error=True)
+
+
+if __name__ == "__main__":
+    main()

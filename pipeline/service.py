@@ -1,0 +1,223 @@
+"""The one pipeline object the faces share: image in, GLB out.
+
+``ImageTo3D`` is created once per process. It owns the background remover and
+a cache of shape backends, so every model loads once and is reused. Both faces
+call :meth:`ImageTo3D.generate` with validated :class:`GenerationOptions` and
+translate :class:`GenerationResult` into their own wire format.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+from . import GENERATOR
+from .errors import InputError, WeightsMissingError
+from .models import AUTO, DRAFT
+from .options import GenerationOptions
+from .progress import ProgressCallback, null_progress
+from .settings import Settings, load_settings
+from .types import GenerationResult, ShapeBackend
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+ImageInput = "bytes | str | Image.Image"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which backend serves a request, and a sentence saying why."""
+
+    name: str
+    notice: str
+
+
+class _Timer:
+    """Collects wall-clock seconds per stage, in the order stages ran."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+class ImageTo3D:
+    """Image-to-3D pipeline; one instance per process.
+
+    ``draft_fallback`` decides what ``model="auto"`` does when no Hunyuan3D
+    weights are on disk: the app serves the draft backend with a visible
+    notice, the worker fails with a clear error (a panel user asked for a real
+    model and must not silently get a draft).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, draft_fallback: bool = True) -> None:
+        self.settings = settings or load_settings()
+        self.draft_fallback = draft_fallback
+        self._backends: dict[str, ShapeBackend] = {}
+        self._background = None
+        self._lock = threading.Lock()
+
+    # -- model selection -------------------------------------------------
+    def choose_model(self, requested: str) -> ModelChoice:
+        if requested == DRAFT:
+            return ModelChoice(DRAFT, "Serving the draft backend (silhouette inflation, no weights needed).")
+        if requested != AUTO:
+            return ModelChoice(requested, f"Serving {requested}.")
+        from . import weights
+
+        found = weights.resolve_auto_model()
+        if found is not None:
+            return ModelChoice(found, f"Serving {found} (auto: the best Hunyuan3D variant whose weights are present).")
+        searched = ", ".join(weights.searched_locations())
+        hint = "Download them with `python -m pipeline.weights download --model hunyuan3d-2-turbo`"
+        if self.draft_fallback:
+            return ModelChoice(
+                DRAFT,
+                f"Hunyuan3D weights not found in {searched}; serving draft models. {hint}.",
+            )
+        raise WeightsMissingError(
+            f"Field 'model' is auto but no Hunyuan3D weights were found in {searched}. {hint}, "
+            "or set HY3D_MODEL=draft to serve the draft backend.",
+            searched=weights.searched_locations(),
+        )
+
+    def backend(self, name: str) -> ShapeBackend:
+        """The cached backend for ``name``, creating (and loading) it once."""
+        backend = self._backends.get(name)
+        if backend is None:
+            from .backends import create_backend
+
+            backend = create_backend(name, self.settings)
+            self._backends[name] = backend
+        return backend
+
+    def warm_up(self, model: str | None = None) -> ModelChoice:
+        """Load the configured model now (worker start-up) rather than in the first request."""
+        choice = self.choose_model(model or self.settings.default_model)
+        backend = self.backend(choice.name)
+        load = getattr(backend, "load", None)
+        if callable(load):
+            load()
+        return choice
+
+    @property
+    def background(self):
+        if self._background is None:
+            from .background import BackgroundRemover
+
+            self._background = BackgroundRemover(self.settings)
+        return self._background
+
+    # -- the request path -----------------------------------------------
+    def generate(
+        self,
+        image: "bytes | str | Image.Image",
+        options: GenerationOptions,
+        progress: ProgressCallback = null_progress,
+    ) -> GenerationResult:
+        """Run one request end to end. Thread-safe: requests are serialised,
+        because there is one accelerator and the models are shared."""
+        with self._lock:
+            return self._generate(image, options, progress)
+
+    def _generate(self, image, options: GenerationOptions, progress: ProgressCallback) -> GenerationResult:
+        started = time.perf_counter()
+        timer = _Timer()
+        warnings: list[str] = []
+
+        progress("decode", 0.0, "Decoding image")
+        with timer.stage("decode"):
+            rgba = self._decode(image)
+        progress("decode", 1.0, f"Image {rgba.width}x{rgba.height}")
+
+        progress("background", 0.0, "Removing background")
+        with timer.stage("background"):
+            rgba = self._remove_background(rgba, options, warnings)
+        progress("background", 1.0, "Background done")
+
+        choice = self.choose_model(options.model)
+        if choice.name != options.model and options.model == AUTO and choice.name == DRAFT:
+            warnings.append(choice.notice)
+        progress("shape", 0.0, f"Generating shape with {choice.name}")
+        with timer.stage("shape"):
+            shape = self.backend(choice.name).generate(rgba, options, progress)
+        warnings.extend(shape.warnings)
+        progress("shape", 1.0, f"Shape: {len(shape.mesh.faces)} faces")
+
+        mesh, textured = shape.mesh, shape.textured
+        progress("texture", 0.0, "Texturing")
+        with timer.stage("texture"):
+            if options.generate_texture and not textured:
+                warnings.append(self._texture_unavailable(choice.name))
+        progress("texture", 1.0, "Texture done" if textured else "No texture")
+
+        progress("export", 0.0, "Writing GLB")
+        with timer.stage("export"):
+            from .export import export_glb
+
+            extras = {"options": options.to_dict(), "model": choice.name, "generator": GENERATOR}
+            glb = export_glb(mesh, extras=extras)
+        progress("export", 1.0, f"GLB {len(glb)} bytes")
+
+        timings = {**timer.timings, **{f"{choice.name}.{k}": v for k, v in shape.timings.items()}}
+        return GenerationResult(
+            glb=glb,
+            textured=textured,
+            model=choice.name,
+            seed=options.seed,
+            profile=shape.profile,
+            faces=int(len(mesh.faces)),
+            vertices=int(len(mesh.vertices)),
+            timings=timings,
+            warnings=warnings,
+            execution_time=round(time.perf_counter() - started, 4),
+            options=options.to_dict(),
+            mesh=mesh,
+            extras=extras,
+        )
+
+    @staticmethod
+    def reexport(result: GenerationResult, jpeg_quality: int, max_texture_size: int | None) -> bytes:
+        """The same model with a smaller texture encoding (for payload budgets)."""
+        from .export import export_glb
+
+        return export_glb(
+            result.mesh, extras=result.extras, jpeg_quality=jpeg_quality, max_texture_size=max_texture_size
+        )
+
+    def _decode(self, image) -> "Image.Image":
+        from . import image_io
+
+        if isinstance(image, str):
+            return image_io.decode_base64_image(image, self.settings)
+        if isinstance(image, (bytes, bytearray)):
+            return image_io.load_image(bytes(image), self.settings)
+        if hasattr(image, "convert"):  # an already-decoded PIL image (scripting)
+            return image_io.from_pil(image, self.settings)
+        raise InputError("Field 'image' must be base64 text or image bytes.")
+
+    def _remove_background(self, rgba, options: GenerationOptions, warnings: list[str]):
+        if not options.remove_background:
+            return rgba
+        result = self.background.remove(rgba)
+        warnings.extend(result.warnings)
+        return result.image
+
+    def _texture_unavailable(self, model: str) -> str:
+        return (
+            f"generate_texture was requested but {model} has no texture model installed in this build; "
+            "returned the untextured mesh."
+        )

@@ -1,0 +1,173 @@
+"""The RunPod handler called directly: the contract the After Effects panel relies on."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+import trimesh
+
+import worker
+from pipeline.errors import OutOfMemoryError
+from tests.conftest import make_subject_png
+
+RESPONSE_KEYS = {
+    "model_base64", "output", "file_size", "format", "textured", "execution_time", "model", "seed", "profile",
+    "faces", "vertices", "timings", "warnings",
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh_pipeline(monkeypatch):
+    monkeypatch.setattr(worker, "_PIPELINE", None)
+    yield
+
+
+def run(payload) -> dict:
+    return worker.handler({"id": "test-job", "input": payload})
+
+
+def load_glb(response: dict) -> trimesh.Trimesh:
+    data = base64.b64decode(response["model_base64"])
+    assert len(data) == response["file_size"]
+    return trimesh.load(io.BytesIO(data), file_type="glb", force="mesh")
+
+
+def test_draft_job_returns_textured_glb(subject_b64):
+    response = run({"image": subject_b64, "model": "draft", "max_faces": 5000, "remove_background": False})
+    assert "error" not in response, response
+    assert set(response) == RESPONSE_KEYS
+    assert response["format"] == "glb" and response["textured"] is True
+    assert response["model"] == "draft" and response["seed"] == 1234 and response["profile"] is None
+    mesh = load_glb(response)
+    assert len(mesh.faces) == response["faces"] <= 5000
+    assert len(mesh.vertices) > 0
+    assert mesh.is_watertight
+    for stage in ("decode", "background", "shape", "texture", "export"):
+        assert stage in response["timings"]
+    assert isinstance(response["warnings"], list)
+
+
+def test_untextured_job(subject_b64):
+    response = run({"image": subject_b64, "model": "draft", "generate_texture": False, "remove_background": False})
+    assert response["textured"] is False
+    material = getattr(load_glb(response).visual, "material", None)
+    assert getattr(material, "baseColorTexture", None) is None
+
+
+def test_data_url_prefix_accepted(subject_b64):
+    response = run({"image": "data:image/png;base64," + subject_b64, "model": "draft", "remove_background": False})
+    assert "error" not in response, response
+
+
+def test_transparent_image_skips_background_with_warning():
+    b64 = base64.b64encode(make_subject_png(transparent=True)).decode()
+    response = run({"image": b64, "model": "draft"})
+    assert "error" not in response, response
+    assert any("transparen" in w.lower() for w in response["warnings"])
+
+
+def test_progress_reports_every_stage(subject_b64, monkeypatch):
+    import runpod
+
+    seen = []
+    monkeypatch.setenv("RUNPOD_WEBHOOK_GET_JOB", "https://api.runpod.example/job-take")  # production mode
+    monkeypatch.setattr(runpod.serverless, "progress_update", lambda job, data: seen.append((job["id"], data)))
+    run({"image": subject_b64, "model": "draft", "remove_background": False})
+    stages = [data["stage"] for _, data in seen]
+    assert {job_id for job_id, _ in seen} == {"test-job"}
+    for stage in ("decode", "background", "shape", "texture", "export"):
+        assert stage in stages
+    assert stages.index("decode") < stages.index("shape") < stages.index("export")
+
+
+@pytest.mark.parametrize(
+    "payload,expected",
+    [
+        (None, "'input' must be a JSON object"),
+        ([], "'input' must be a JSON object"),
+        ({}, "Field 'image' is required"),
+        ({"image": 42}, "Field 'image' must be a base64 string"),
+        ({"image": "not base64 at all!!"}, "Field 'image' is not valid base64"),
+        ({"image": base64.b64encode(b"hello, this is text").decode()}, "Field 'image' is not a PNG, JPEG or WebP"),
+        ({"image": "AAAA", "model": "draft", "profile": 9}, "Field 'profile' must be an integer from 1 to 5"),
+        ({"image": "AAAA", "generate_texture": "yes"}, "Field 'generate_texture' must be a boolean"),
+        ({"image": "AAAA", "seeds": 3}, "Unknown field 'seeds'"),
+    ],
+)
+def test_bad_input_gets_one_clear_error(payload, expected):
+    response = worker.handler({"id": "bad", "input": payload})
+    assert set(response) == {"error"}
+    assert isinstance(response["error"], str)
+    assert expected in response["error"]
+    assert "Traceback" not in response["error"]
+
+
+def test_oversized_image_rejected(subject_b64, monkeypatch):
+    monkeypatch.setenv("HY3D_MAX_IMAGE_BYTES", "1000")
+    response = run({"image": subject_b64, "model": "draft"})
+    assert "HY3D_MAX_IMAGE_BYTES" in response["error"]
+
+
+def test_too_many_pixels_rejected(subject_b64, monkeypatch):
+    monkeypatch.setenv("HY3D_MAX_IMAGE_PIXELS", "10000")
+    response = run({"image": subject_b64, "model": "draft"})
+    assert "HY3D_MAX_IMAGE_PIXELS" in response["error"]
+
+
+def test_auto_without_weights_is_a_clear_error(subject_b64):
+    response = run({"image": subject_b64})
+    assert "no Hunyuan3D weights were found" in response["error"]
+    assert "python -m pipeline.weights download" in response["error"]
+    assert "HY3D_MODEL=draft" in response["error"]
+
+
+def test_env_model_draft_serves_auto_requests(subject_b64, monkeypatch):
+    monkeypatch.setenv("HY3D_MODEL", "draft")
+    response = run({"image": subject_b64, "remove_background": False})
+    assert response["model"] == "draft"
+
+
+class _Exploding:
+    name = "draft"
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def generate(self, image, options, progress):
+        raise self.exc
+
+
+def test_oom_asks_for_higher_profile_and_refresh(subject_b64, monkeypatch):
+    class OutOfMemoryErrorLike(RuntimeError):
+        pass
+
+    OutOfMemoryErrorLike.__name__ = "OutOfMemoryError"
+    pipe = worker.get_pipeline()
+    pipe._backends["draft"] = _Exploding(OutOfMemoryErrorLike("CUDA out of memory. Tried to allocate 2 GiB"))
+    response = run({"image": subject_b64, "model": "draft", "remove_background": False})
+    assert response["refresh_worker"] is True
+    assert "profile" in response["error"]
+
+    pipe._backends["draft"] = _Exploding(OutOfMemoryError("GPU out of memory while decoding; raise 'profile'."))
+    response = run({"image": subject_b64, "model": "draft", "remove_background": False})
+    assert response == {"error": "GPU out of memory while decoding; raise 'profile'.", "refresh_worker": True}
+
+
+def test_worker_keeps_serving_after_failures(subject_b64):
+    pipe = worker.get_pipeline()
+    real = pipe.backend("draft")
+    pipe._backends["draft"] = _Exploding(ValueError("boom"))
+    failed = run({"image": subject_b64, "model": "draft", "remove_background": False})
+    assert failed == {"error": "Internal error (ValueError): boom"}
+    assert "error" in run({"image": "%%%"})
+    pipe._backends["draft"] = real
+    ok = run({"image": subject_b64, "model": "draft", "remove_background": False})
+    assert "error" not in ok and ok["faces"] > 0
+
+
+def test_same_seed_same_model(subject_b64):
+    a = run({"image": subject_b64, "model": "draft", "remove_background": False, "seed": 7})
+    b = run({"image": subject_b64, "model": "draft", "remove_background": False, "seed": 7})
+    assert base64.b64decode(a["model_base64"]) == base64.b64decode(b["model_base64"])

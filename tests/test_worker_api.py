@@ -1,0 +1,129 @@
+"""The worker through RunPod's own local tooling: the API server and --test_input."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import trimesh
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("RUNPOD_WEBHOOK_GET_JOB", None)  # local mode
+    env.update({"HY3D_MODEL": "draft", "RUNPOD_LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}, **extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory):
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("worker") / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_host", "127.0.0.1",
+             "--rp_api_port", str(port)],
+            cwd=log_path.parent, env=worker_env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"worker API server exited early:\n{log_path.read_text()[-3000:]}")
+            try:
+                requests.get(url + "/docs", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("worker API server did not start within 90 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def check_glb_output(output: dict) -> None:
+    assert output["format"] == "glb" and output["model"] == "draft"
+    data = base64.b64decode(output["model_base64"])
+    assert len(data) == output["file_size"]
+    mesh = trimesh.load(io.BytesIO(data), file_type="glb", force="mesh")
+    assert len(mesh.faces) == output["faces"]
+
+
+def test_runsync(api_server, subject_b64):
+    body = {"input": {"image": subject_b64, "max_faces": 4000, "remove_background": False}}
+    response = requests.post(api_server + "/runsync", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["status"] == "COMPLETED", result
+    check_glb_output(result["output"])
+
+
+def test_run_then_status(api_server, subject_b64):
+    body = {"input": {"image": subject_b64, "max_faces": 4000, "remove_background": False, "seed": 3}}
+    queued = requests.post(api_server + "/run", json=body, timeout=30).json()
+    job_id = queued["id"]
+    assert queued["status"] == "IN_PROGRESS"  # the local server has no queue state
+    status = requests.post(f"{api_server}/status/{job_id}", timeout=120).json()
+    assert status["status"] == "COMPLETED", status
+    check_glb_output(status["output"])
+    assert status["output"]["seed"] == 3
+
+
+def test_bad_request_fails_cleanly_and_server_keeps_serving(api_server, subject_b64):
+    bad = requests.post(api_server + "/runsync", json={"input": {"image": "%%%"}}, timeout=60).json()
+    assert bad["status"] == "FAILED"
+    assert "Field 'image' is not valid base64" in bad["error"]
+    ok = requests.post(
+        api_server + "/runsync",
+        json={"input": {"image": subject_b64, "max_faces": 2000, "remove_background": False}},
+        timeout=120,
+    ).json()
+    assert ok["status"] == "COMPLETED"
+
+
+def test_test_input_flag(subject_b64, tmp_path):
+    job = {"input": {"image": subject_b64, "max_faces": 2000, "remove_background": False}}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "worker.py"), "--test_input", json.dumps(job)],
+        cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "completed successfully" in (done.stdout + done.stderr)
+
+
+def test_test_input_json_file_and_failure_exit_code(subject_b64, tmp_path):
+    (tmp_path / "test_input.json").write_text(json.dumps({"input": {"image": "%%%"}}))
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "worker.py")],
+        cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 1
+    assert "not valid base64" in done.stdout + done.stderr
+
+    (tmp_path / "test_input.json").write_text(
+        json.dumps({"input": {"image": subject_b64, "max_faces": 2000, "remove_background": False}})
+    )
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "worker.py")],
+        cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

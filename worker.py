@@ -1,0 +1,157 @@
+"""RunPod serverless worker: translates RunPod jobs to and from the shared pipeline.
+
+Request and response fields are documented in the README ("Worker API"). The
+handler never raises: every failure becomes ``{"error": "<sentence>"}`` and
+the worker keeps serving. ``runpod.serverless.start`` runs only under
+``__main__``, so tests import :func:`handler` directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from pipeline.delivery import BucketConfig, Delivery, DeliveryError, deliver, inline_budget_bytes
+from pipeline.errors import OutOfMemoryError, PipelineError, is_out_of_memory
+from pipeline.options import parse_options
+from pipeline.progress import throttled
+from pipeline.service import ImageTo3D
+from pipeline.types import GenerationResult
+
+log = logging.getLogger("worker")
+
+_PIPELINE: ImageTo3D | None = None
+
+
+def get_pipeline() -> ImageTo3D:
+    """The process-wide pipeline; the worker never falls back to draft silently."""
+    global _PIPELINE
+    if _PIPELINE is None:
+        _PIPELINE = ImageTo3D(draft_fallback=False)
+    return _PIPELINE
+
+
+def _progress_reporter(job: dict):
+    # Only a production worker has a progress endpoint; locally (no
+    # RUNPOD_WEBHOOK_GET_JOB) runpod's call just logs an error, so log instead.
+    production = bool(os.environ.get("RUNPOD_WEBHOOK_GET_JOB"))
+
+    def report(stage: str, fraction: float, message: str = "") -> None:
+        if not production:
+            log.info("job %s: %s %.0f%% %s", job.get("id"), stage, 100 * fraction, message)
+            return
+        try:
+            import runpod
+
+            runpod.serverless.progress_update(
+                job, {"stage": stage, "progress": round(float(fraction), 3), "message": message}
+            )
+        except Exception:  # progress is best-effort; a failed update must not fail the job
+            log.debug("progress_update failed", exc_info=True)
+
+    return throttled(report)
+
+
+def to_response(result: GenerationResult, delivery: Delivery) -> dict[str, Any]:
+    if delivery.method == "url":
+        where = {"model_url": delivery.model_url, "model_url_expires_at": delivery.expires_at}
+    else:
+        where = {"model_base64": base64.b64encode(delivery.glb).decode("ascii")}
+    return {
+        **where,
+        "output": delivery.method,
+        "file_size": len(delivery.glb),
+        "format": "glb",
+        "textured": result.textured,
+        "execution_time": result.execution_time,
+        "model": result.model,
+        "seed": result.seed,
+        "profile": result.profile,
+        "faces": result.faces,
+        "vertices": result.vertices,
+        "timings": result.timings,
+        "warnings": result.warnings + delivery.warnings,
+    }
+
+
+def handler(job: dict) -> dict[str, Any]:
+    """RunPod handler: ``{"input": {...}}`` in, response dict out (never raises)."""
+    payload = job.get("input") if isinstance(job, dict) else None
+    if not isinstance(payload, dict):
+        return {"error": "Request 'input' must be a JSON object with at least an 'image' field."}
+    try:
+        if "image" not in payload:
+            return {"error": "Field 'image' is required: base64 PNG, JPEG or WebP."}
+        if not isinstance(payload["image"], str):
+            return {"error": "Field 'image' must be a base64 string."}
+        options = parse_options(payload, ignore=("image",))
+        # Delivery settings are checked before the models run, so a job that
+        # could never be returned fails in milliseconds, not after a minute.
+        budget, bucket = inline_budget_bytes(), BucketConfig.from_env()
+        if options.output == "url" and bucket is None:
+            raise DeliveryError(
+                "Field 'output' is 'url' but no bucket is configured; set BUCKET_ENDPOINT_URL, "
+                "BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME."
+            )
+        progress = _progress_reporter(job)
+        pipeline = get_pipeline()
+        result = pipeline.generate(payload["image"], options, progress)
+        reexport = (lambda quality, size: pipeline.reexport(result, quality, size)) if result.textured else None
+        delivery = deliver(
+            result.glb, options.output, reexport=reexport, budget=budget, bucket=bucket,
+            prefix=str(job.get("id") or "job"),
+        )
+        progress("export", 1.0, f"Delivered {delivery.method}")
+        return to_response(result, delivery)
+    except OutOfMemoryError as exc:
+        return {"error": str(exc), "refresh_worker": True}
+    except PipelineError as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - the worker must keep serving
+        if is_out_of_memory(exc):
+            return {
+                "error": "The GPU ran out of memory; retry with a higher 'profile' (up to 5) or a smaller "
+                "'octree_resolution'.",
+                "refresh_worker": True,
+            }
+        log.exception("job failed")
+        return {"error": f"Internal error ({type(exc).__name__}): {exc}"}
+
+
+def startup_check() -> str:
+    """Load the configured model before taking jobs (models load once per
+    process), and pay one-off warm-up costs now rather than in a request.
+
+    Raises PipelineError when the configured weights are missing, so the
+    process ends with one clear line and RunPod marks the worker unhealthy
+    instead of failing every job.
+    """
+    started = time.perf_counter()
+    pipeline = get_pipeline()
+    choice = pipeline.warm_up()
+    from pipeline import mesh
+
+    mesh.warm_up()
+    return f"worker ready: model={choice.name} load_s={time.perf_counter() - started:.2f}"
+
+
+def main() -> None:
+    os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        ready = startup_check()
+    except PipelineError as exc:
+        print(f"worker start-up failed: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    print(ready, flush=True)
+    import runpod
+
+    runpod.serverless.start({"handler": handler})
+
+
+if __name__ == "__main__":
+    main()
