@@ -126,6 +126,11 @@ FIELDS: tuple[FieldSpec, ...] = (
         "num_chunks", int, None, "Grid points decoded per batch (Hunyuan3D only); lower uses less VRAM. Default: 8000.",
         minimum=1000, maximum=500000, nullable=True,
     ),
+    FieldSpec(
+        "output", str, "auto",
+        "How the GLB comes back: inline (base64 only), url (bucket upload), auto (inline under the budget).",
+        choices=("auto", "inline", "url"),
+    ),
 )
 
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
@@ -145,6 +150,7 @@ class GenerationOptions:
     guidance_scale: float | None = None
     octree_resolution: int | None = None
     num_chunks: int | None = None
+    output: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

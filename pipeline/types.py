@@ -56,6 +56,10 @@ class GenerationResult:
     warnings: list[str]
     execution_time: float
     options: dict[str, Any] = field(default_factory=dict)
+    # The exported mesh and GLB extras, kept so delivery can re-encode the
+    # texture smaller without running the models again.
+    mesh: Any = field(default=None, repr=False)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def file_size(self) -> int:

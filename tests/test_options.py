@@ -53,6 +53,7 @@ WRONG_TYPE = {
     "guidance_scale": [True, "5"],
     "octree_resolution": [True, 256.5, "256"],
     "num_chunks": [True, "8000"],
+    "output": [1, None, True],
 }
 OUT_OF_RANGE = {
     "profile": [0, 6, -1, 9],
@@ -63,6 +64,7 @@ OUT_OF_RANGE = {
     "guidance_scale": [-0.1, 20.5, float("nan"), float("inf")],
     "octree_resolution": [63, 513],
     "num_chunks": [999, 500001],
+    "output": ["base64", "URL", ""],
 }
 
 

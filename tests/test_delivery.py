@@ -1,0 +1,212 @@
+"""Results that always arrive: inline budget, texture shrinking and bucket upload
+against a real S3 API (moto's server) on loopback."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+import worker
+from pipeline.delivery import BucketConfig, DeliveryError, deliver
+from pipeline.errors import OptionsError
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def noisy_b64() -> str:
+    """A disc of random colours: its JPEG texture barely compresses, like a detailed photo."""
+    n = 1024
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 255, (n, n, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    yy, xx = np.mgrid[0:n, 0:n]
+    rgba[((xx - n / 2) ** 2 + (yy - n / 2) ** 2) > (0.45 * n) ** 2] = (255, 255, 255, 0)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3 server on a free loopback port, with one bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    ).create_bucket(Bucket="models")
+    try:
+        yield {
+            "BUCKET_ENDPOINT_URL": endpoint,
+            "BUCKET_ACCESS_KEY_ID": "test",
+            "BUCKET_SECRET_ACCESS_KEY": "test",
+            "BUCKET_NAME": "models",
+        }
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def fresh_worker(monkeypatch):
+    monkeypatch.setattr(worker, "_PIPELINE", None)
+    for name in ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def job(image_b64: str, **fields) -> dict:
+    payload = {"image": image_b64, "model": "draft", "remove_background": False, "max_faces": 5000, **fields}
+    return worker.handler({"id": "delivery-job", "input": payload})
+
+
+def use_bucket(monkeypatch, env: dict) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_url_job_uploads_exact_bytes(s3, monkeypatch, subject_b64):
+    use_bucket(monkeypatch, s3)
+    produced = []
+    real_deliver = worker.deliver
+
+    def spy(glb, *args, **kwargs):
+        produced.append(glb)
+        return real_deliver(glb, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "deliver", spy)
+    response = job(subject_b64, output="url")
+    assert "error" not in response, response
+    assert response["output"] == "url" and "model_base64" not in response
+    assert response["model_url"].startswith(s3["BUCKET_ENDPOINT_URL"] + "/models/delivery-job/")
+    assert "X-Amz-Signature" in response["model_url"]
+    assert response["model_url_expires_at"] > time.strftime("%Y-%m-%d")
+    downloaded = requests.get(response["model_url"], timeout=10).content
+    assert downloaded == produced[0]
+    assert len(downloaded) == response["file_size"]
+
+
+def test_auto_over_budget_uploads_and_under_budget_inlines(s3, monkeypatch, noisy_b64, subject_b64):
+    use_bucket(monkeypatch, s3)
+    monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.3")
+    big = job(noisy_b64)
+    assert big["output"] == "url", big.get("error")
+    assert big["file_size"] > 300_000
+    assert len(requests.get(big["model_url"], timeout=10).content) == big["file_size"]
+    small = job(subject_b64, max_faces=2000, generate_texture=False)
+    assert small["output"] == "inline" and small["file_size"] <= 300_000
+    assert "model_url" not in small
+
+
+def test_over_budget_without_bucket_shrinks_until_it_fits(monkeypatch, noisy_b64):
+    monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.3")
+    response = job(noisy_b64)
+    assert "error" not in response, response
+    glb = base64.b64decode(response["model_base64"])
+    assert len(glb) == response["file_size"] <= 300_000
+    shrinks = [w for w in response["warnings"] if "inline budget" in w]
+    assert len(shrinks) >= 2, response["warnings"]
+    assert "JPEG quality" in shrinks[0]
+    # The shrunk GLB still carries a decodable texture.
+    import trimesh
+
+    mesh = trimesh.load(io.BytesIO(glb), file_type="glb", force="mesh")
+    assert isinstance(mesh.visual.material.baseColorTexture, Image.Image)
+
+
+def test_over_budget_that_cannot_fit_is_a_clear_error(monkeypatch, noisy_b64):
+    monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.05")
+    response = job(noisy_b64)
+    assert set(response) == {"error"}
+    message = response["error"]
+    assert "over the 0.05 MB inline limit (HY3D_INLINE_BUDGET_MB)" in message
+    assert "BUCKET_ENDPOINT_URL" in message
+
+
+def test_inline_mode_never_uploads(s3, monkeypatch, noisy_b64):
+    use_bucket(monkeypatch, s3)
+    monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.05")
+    assert "inline limit" in job(noisy_b64, output="inline")["error"]
+
+
+def test_url_without_bucket_fails_before_generating(monkeypatch, subject_b64):
+    calls = []
+    monkeypatch.setattr(worker.ImageTo3D, "generate", lambda *a, **k: calls.append(1))
+    response = job(subject_b64, output="url")
+    assert "no bucket is configured" in response["error"] and not calls
+
+
+def test_half_configured_bucket_is_named(monkeypatch):
+    monkeypatch.setenv("BUCKET_ENDPOINT_URL", "http://127.0.0.1:9")
+    with pytest.raises(OptionsError, match="BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY, BUCKET_NAME are not set"):
+        BucketConfig.from_env()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "16"])
+def test_bad_budget_env(monkeypatch, value, subject_b64):
+    monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", value)
+    assert "HY3D_INLINE_BUDGET_MB" in job(subject_b64)["error"]
+
+
+def test_upload_failure_is_reported(monkeypatch):
+    bucket = BucketConfig("http://127.0.0.1:9", "k", "s", "models")  # nothing listens on port 9
+    with pytest.raises(DeliveryError, match="Uploading the GLB to bucket 'models' failed"):
+        deliver(b"x" * 10, "url", reexport=None, budget=100, bucket=bucket, prefix="j")
+
+
+def test_runpod_local_disk_fallback_is_never_a_url(monkeypatch):
+    from runpod.serverless.utils import rp_upload
+
+    monkeypatch.setattr(rp_upload, "get_boto_client", lambda creds=None: (None, None))
+    bucket = BucketConfig("http://127.0.0.1:9", "k", "s", "models")
+    with pytest.raises(DeliveryError, match="could not create an S3 client"):
+        deliver(b"x" * 10, "url", reexport=None, budget=100, bucket=bucket, prefix="j")
+
+
+@pytest.mark.slow
+def test_large_job_through_local_api_server_stays_under_run_limit(noisy_b64, tmp_path):
+    import os
+
+    port = free_port()
+    env = dict(os.environ, HY3D_MODEL="draft", HY3D_INLINE_BUDGET_MB="0.3", RUNPOD_LOG_LEVEL="INFO")
+    env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_host", "127.0.0.1",
+         "--rp_api_port", str(port)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                requests.get(url + "/docs", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        body = {"input": {"image": noisy_b64, "max_faces": 5000, "remove_background": False}}
+        raw = requests.post(url + "/runsync", json=body, timeout=180).content
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+    result = json.loads(raw)
+    assert result["status"] == "COMPLETED", result
+    assert result["output"]["file_size"] <= 300_000
+    # base64 of the budget plus under 10 kB of JSON, and far below RunPod's 10 MiB /run cap.
+    assert len(raw) <= 300_000 * 4 / 3 + 10_000
+    assert len(raw) < 10 * 1024 * 1024
