@@ -1,0 +1,383 @@
+"""The Hunyuan3D-2 shape backend (hy3dgen 2.0.2), with mmgp memory profiles on CUDA.
+
+The pipeline is built from the files :mod:`pipeline.weights` resolved
+(``from_single_file``), so hy3dgen never looks for weights on the network. On
+CPU it runs float32 and ignores profiles; on CUDA it loads fp16 on the host and
+hands the three models to mmgp, naming the DiT ``transformer`` so that the
+profile's 8-bit quantisation and pinning apply to it.
+
+torch, hy3dgen and mmgp are imported inside functions: importing
+:mod:`pipeline` stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
+from ..errors import ImageError, OutOfMemoryError, PipelineError
+from ..models import HUNYUAN_MODELS, ShapeModelSpec
+from ..settings import Settings, load_settings
+from ..types import ShapeOutput
+from ..weights import ResolvedModel, ShapeFolder, resolve_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    import trimesh
+    from PIL import Image
+
+    from ..options import GenerationOptions
+    from ..progress import ProgressCallback
+
+log = logging.getLogger(__name__)
+
+BOX = 1.01  # hy3dgen's box_v: the occupancy grid spans [-1.01, 1.01]^3
+MC_LEVEL = 0.0  # the flow-matching pipeline's iso level
+DEFAULT_NUM_CHUNKS = 8000
+# Progress fractions of the "shape" stage at the end of each sub-stage.
+_DIFFUSION_END, _DECODE_END, _SURFACE_END = 0.75, 0.9, 0.95
+
+
+@dataclass(frozen=True)
+class ShapeParams:
+    """Sampling and decoding parameters of one request, model defaults filled in."""
+
+    steps: int
+    guidance_scale: float
+    octree_resolution: int
+    num_chunks: int
+    seed: int
+
+    @classmethod
+    def from_options(cls, spec: ShapeModelSpec, options: "GenerationOptions") -> "ShapeParams":
+        return cls(
+            steps=options.steps or spec.steps,
+            guidance_scale=spec.guidance_scale if options.guidance_scale is None else options.guidance_scale,
+            octree_resolution=options.octree_resolution or spec.octree_resolution,
+            num_chunks=options.num_chunks or DEFAULT_NUM_CHUNKS,
+            seed=options.seed,
+        )
+
+
+@dataclass
+class _Run:
+    """Warnings and timings collected while one request runs."""
+
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+# -- loading ------------------------------------------------------------------
+
+def _check_no_download(config_path: str) -> None:
+    """hy3dgen downloads the DINO encoder when the config has no inline
+    ``config:``; refuse instead of reaching for the network mid-request."""
+    import yaml
+
+    with open(config_path) as handle:
+        config = yaml.safe_load(handle)
+    encoders = config.get("conditioner", {}).get("params", {})
+    for encoder in encoders.values():
+        if isinstance(encoder, dict) and not encoder.get("kwargs", {}).get("config"):
+            raise PipelineError(f"{config_path} has no inline image-encoder config; it would need a download.")
+
+
+@contextmanager
+def _skip_random_init() -> Iterator[None]:
+    """hy3dgen builds every module with its random init and then overwrites
+    all of it from the checkpoint (strict loads); that init alone costs ~20 s
+    per billion parameters on one core, on every cold start. transformers'
+    context turns torch's init functions into no-ops meanwhile (process-wide,
+    for the duration of the load)."""
+    try:
+        from transformers.modeling_utils import no_init_weights
+    except ImportError:  # pragma: no cover - only slower
+        yield
+        return
+    with no_init_weights():
+        yield
+
+
+def _load_turbo_vae(folder: ShapeFolder, dtype: Any) -> Any:
+    from hy3dgen.shapegen.models.autoencoders import ShapeVAE
+
+    with _skip_random_init():
+        return ShapeVAE.from_single_file(
+            str(folder.weights), str(folder.config), device="cpu", dtype=dtype, use_safetensors=folder.use_safetensors
+        )
+
+
+def _install_surface_extractor(pipe: Any) -> None:
+    """The project's extractor: faster, NaN-aware, and exact (hy3dgen's scales
+    vertices by ``res + 1`` instead of the grid's ``points - 1`` cells, which
+    shrinks meshes by 1.5-3% towards -1.01)."""
+    from ..surface import FastSurfaceExtractor
+
+    pipe.vae.surface_extractor = FastSurfaceExtractor()
+
+
+def load_pipeline(weights: ResolvedModel, dtype: Any) -> Any:
+    """Build the hy3dgen pipeline on the host from local files only.
+
+    Turbo variants get the FlashVDM VAE from our own resolution, then
+    ``enable_flashvdm(replace_vae=False)`` switches its decoder; hy3dgen's own
+    replace path would call ``from_pretrained`` (network, fp16 on CPU).
+    """
+    from hy3dgen.shapegen import Hunyuan3DDiTFlowMatchingPipeline
+
+    spec, dit = weights.spec, weights.dit
+    _check_no_download(str(dit.config))
+    with _skip_random_init():
+        pipe = Hunyuan3DDiTFlowMatchingPipeline.from_single_file(
+            str(dit.weights), str(dit.config), device="cpu", dtype=dtype, use_safetensors=dit.use_safetensors,
+            from_pretrained_kwargs=dict(
+                model_path=spec.repo_id, subfolder=spec.subfolder, use_safetensors=dit.use_safetensors,
+                variant="fp16", dtype=dtype, device="cpu",
+            ),
+        )
+    if weights.vae is not None:
+        pipe.vae = _load_turbo_vae(weights.vae, dtype)
+        pipe.enable_flashvdm(enabled=True, replace_vae=False, mc_algo="mc")
+    _install_surface_extractor(pipe)
+    return pipe
+
+
+def apply_profile(pipe: Any, profile: int) -> Any:
+    """Hand the models to mmgp with ``profile``; returns mmgp's offload object.
+
+    The DiT goes in as ``transformer``: mmgp quantises (qint8) and pins only a
+    model of that name. mmgp leaves torch's default device on CUDA; it is put
+    back so unrelated CPU code in this process is not affected.
+    """
+    import torch
+    from mmgp import offload  # patches safetensors process-wide: only now, after loading
+
+    previous = torch.get_default_device()
+    pipe.device = torch.device("cuda")  # where hy3dgen creates latents and query grids
+    models = {"transformer": pipe.model, "vae": pipe.vae, "conditioner": pipe.conditioner}
+    try:
+        return offload.profile(models, profile_no=profile, verboseLevel=0)
+    finally:
+        torch.set_default_device(previous)
+
+
+# -- decoding and meshing -------------------------------------------------------
+
+def _to_trimesh(output: Any) -> "trimesh.Trimesh":
+    """An extractor's (vertices, faces) to an outward-facing trimesh.
+
+    hy3dgen's frame is already glTF's (Y up, subject facing +Z: texgen renders
+    the input's view from +Z), so no axes change. Extractors return faces in
+    scikit-image's winding; they are flipped as hy3dgen's export does.
+    """
+    import numpy as np
+    import trimesh
+
+    faces = np.ascontiguousarray(np.asarray(output.mesh_f)[:, ::-1])
+    mesh = trimesh.Trimesh(np.asarray(output.mesh_v, dtype=np.float64), faces, process=True)
+    if mesh.is_volume and mesh.volume < 0:
+        mesh.invert()
+    return mesh
+
+
+def postprocess(mesh: "trimesh.Trimesh", max_faces: int) -> tuple["trimesh.Trimesh", dict[str, float]]:
+    """The project's mesh clean-up, with its timings prefixed ``postprocess_``."""
+    from ..mesh import postprocess as clean_up
+
+    mesh, timings = clean_up(mesh, max_faces)
+    return mesh, {(k if k.startswith("postprocess_") else f"postprocess_{k}"): v for k, v in timings.items()}
+
+
+def _check_image(image: "Image.Image") -> "Image.Image":
+    image = image.convert("RGBA")
+    if image.getchannel("A").getextrema()[1] == 0:
+        raise ImageError("The image is fully transparent: no subject left after background removal.")
+    return image
+
+
+# -- the backend ----------------------------------------------------------------
+
+class HunyuanShapeBackend:
+    """One Hunyuan3D-2 variant, loaded once and reused by every request.
+
+    Weights are resolved in the constructor (a missing model fails there,
+    within milliseconds); the pipeline is built by :meth:`load` or the first
+    request. Requests are serialised: one pipeline, one accelerator.
+    """
+
+    def __init__(
+        self, model: str | ShapeModelSpec, settings: Settings | None = None, *, device: str | None = None
+    ) -> None:
+        name = model.name if isinstance(model, ShapeModelSpec) else model
+        if name not in HUNYUAN_MODELS:
+            raise PipelineError(f"Unknown Hunyuan3D model '{name}'.")
+        self.name = name
+        self.spec = HUNYUAN_MODELS[name]
+        self.weights = resolve_model(name)
+        self.device = device or choose_device(settings or load_settings())
+        self.dtype = choose_dtype(self.device)
+        self.pipeline: Any = None
+        self.profile: int | None = None  # mmgp profile currently applied (CUDA only)
+        self._offload: Any = None
+        self._load_s = 0.0  # load time not yet reported in a request's timings
+        self._lock = threading.RLock()
+
+    # -- lifecycle --
+    def load(self) -> None:
+        """Build the pipeline now (worker start-up) instead of in the first request."""
+        with self._lock:
+            if self.pipeline is None:
+                start = time.perf_counter()
+                self.pipeline = load_pipeline(self.weights, self.dtype)
+                self._load_s += time.perf_counter() - start
+                log.info("%s loaded on the host in %.2f s", self.name, time.perf_counter() - start)
+
+    def _use_profile(self, profile: int) -> None:
+        """Apply ``profile`` on CUDA. mmgp rewrites the models' forward methods
+        and quantises the DiT in place, so another profile cannot be layered on
+        top: switching releases mmgp and reloads the pipeline from disk first."""
+        if self.profile == profile and self._offload is not None:
+            return
+        if self._offload is not None:
+            log.info("%s: switching mmgp profile %s -> %s (reload)", self.name, self.profile, profile)
+            self.release()
+        self.load()
+        start = time.perf_counter()
+        self._offload = apply_profile(self.pipeline, profile)
+        self.profile = profile
+        self._load_s += time.perf_counter() - start
+        log.info("%s: mmgp profile %s applied in %.2f s", self.name, profile, time.perf_counter() - start)
+
+    def release(self) -> None:
+        """Drop the pipeline and mmgp's hooks and pinned memory."""
+        with self._lock:
+            if self._offload is not None:
+                self._offload.release()
+            self._offload, self.pipeline, self.profile = None, None, None
+            if self.device == "cuda":
+                free_cuda_memory()
+
+    # -- the request path --
+    def generate(self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback") -> ShapeOutput:
+        with self._lock:
+            try:
+                return self._generate(image, options, progress)
+            except Exception as exc:
+                if self.device != "cuda" or not is_oom(exc):
+                    raise
+            # Past the handler the exception's frames, and the tensors they hold, are gone.
+            profile = self.profile
+            self._recover_from_oom()
+            raise OutOfMemoryError(
+                f"CUDA ran out of memory generating the shape with {self.name} (profile {profile}); "
+                "raise 'profile' (5 uses the least VRAM) or lower 'octree_resolution' / 'num_chunks'."
+            )
+
+    def _recover_from_oom(self) -> None:
+        if self._offload is not None:
+            try:
+                self._offload.unload_all()
+            except Exception:  # noqa: BLE001 - best effort after an OOM; memory is freed below
+                log.exception("mmgp unload after OOM failed")
+        free_cuda_memory()
+
+    def _generate(self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback") -> ShapeOutput:
+        run = _Run()
+        image = _check_image(image)
+        params = ShapeParams.from_options(self.spec, options)
+        profile = self._prepare(options.profile, run)
+        latents = self._diffuse(image, params, progress, run)
+        grid = self._decode(latents, params, progress, run)
+        mesh = self._extract(grid, params, progress, run)
+        progress("shape", _SURFACE_END, "Cleaning the mesh")
+        mesh, post_timings = postprocess(mesh, options.max_faces)
+        run.timings.update(post_timings)
+        return ShapeOutput(mesh, model=self.name, textured=False, profile=profile,
+                           warnings=run.warnings, timings=run.timings)
+
+    def _prepare(self, profile: int, run: _Run) -> int | None:
+        """Load (and on CUDA profile) the pipeline; returns the profile that runs."""
+        if self.device == "cuda":
+            self._use_profile(profile)
+        else:
+            self.load()
+        run.timings["shape_load"] = round(self._load_s, 4)
+        self._load_s = 0.0
+        if self.device == "cuda":
+            return self.profile
+        run.warnings.append(f"profile {profile} ignored on CPU; running float32")
+        return None
+
+    def _diffuse(self, image: "Image.Image", params: ShapeParams, progress: "ProgressCallback", run: _Run) -> Any:
+        import torch
+
+        def on_step(step: int, _timestep: Any, _outputs: Any) -> None:
+            done = step + 1
+            progress("shape", _DIFFUSION_END * done / params.steps, f"Diffusion step {done}/{params.steps}")
+
+        generator = torch.Generator(device="cpu").manual_seed(params.seed)
+        with run.timed("diffusion"):
+            return self.pipeline(
+                image=image, num_inference_steps=params.steps, guidance_scale=params.guidance_scale,
+                generator=generator, box_v=BOX, mc_level=MC_LEVEL, octree_resolution=params.octree_resolution,
+                num_chunks=params.num_chunks, output_type="latent", enable_pbar=False,
+                callback=on_step, callback_steps=1,
+            )
+
+    def _decode(self, latents: Any, params: ShapeParams, progress: "ProgressCallback", run: _Run) -> Any:
+        """Latents to the occupancy grid; the first half of hy3dgen's
+        ``vae.latents2mesh``, split out to time and report it separately."""
+        import torch
+
+        vae = self.pipeline.vae
+        progress("shape", _DIFFUSION_END, f"Decoding occupancy (octree {params.octree_resolution})")
+        with run.timed("decode"), torch.inference_mode():
+            features = vae(latents / vae.scale_factor)
+            grid = vae.volume_decoder(
+                features, vae.geo_decoder, bounds=BOX, num_chunks=params.num_chunks, mc_level=MC_LEVEL,
+                octree_resolution=params.octree_resolution, enable_pbar=False,
+            )
+        progress("shape", _DECODE_END, "Extracting the surface")
+        return grid
+
+    def _extract(self, grid: Any, params: ShapeParams, progress: "ProgressCallback", run: _Run) -> "trimesh.Trimesh":
+        extractor = self.pipeline.vae.surface_extractor
+        with run.timed("surface"):
+            outputs = extractor(  # the keywords hy3dgen's latents2mesh passes
+                grid, bounds=BOX, mc_level=MC_LEVEL, num_chunks=params.num_chunks,
+                octree_resolution=params.octree_resolution, mc_algo=None, enable_pbar=False,
+            )
+            if not outputs or outputs[0] is None or len(outputs[0].mesh_f) == 0:
+                raise PipelineError(
+                    f"{self.name} produced no surface for this image (the decoded occupancy never crosses "
+                    "the iso level); try another seed or a clearer subject."
+                )
+            mesh = _to_trimesh(outputs[0])
+        return mesh
+
+
+# -- one backend per model per process --------------------------------------------
+
+_BACKENDS: dict[str, HunyuanShapeBackend] = {}
+_BACKENDS_LOCK = threading.Lock()
+
+
+def get_backend(name: str, settings: Settings | None = None) -> HunyuanShapeBackend:
+    """The process-wide backend for ``name``, created on first use."""
+    with _BACKENDS_LOCK:
+        backend = _BACKENDS.get(name)
+        if backend is None:
+            backend = _BACKENDS[name] = HunyuanShapeBackend(name, settings)
+        return backend

@@ -1,0 +1,533 @@
+"""Where model weights live, whether they are complete, and how to fetch them.
+
+hy3dgen's own loader looks only in ``$HY3DGEN_MODELS/<repo>/<subfolder>`` and
+otherwise calls ``snapshot_download``, which can hang for many minutes behind a
+silent proxy. This module finds the folders itself, in order:
+
+1. ``$HY3DGEN_MODELS/<repo_id>/<subfolder>`` (hy3dgen's layout; default ``~/.cache/hy3dgen``);
+2. RunPod's model cache, ``$RUNPOD_HF_CACHE`` (default ``/runpod-volume/huggingface-cache/hub``), HF layout;
+3. the Hugging Face cache, ``$HF_HUB_CACHE`` or ``$HF_HOME/hub``, HF layout.
+
+A folder counts only when complete (config plus a weights file whose size
+matches its header), so an interrupted download is never loaded. The backend
+loads the resolved files directly and never asks hy3dgen to download.
+
+CLI: ``python -m pipeline.weights check`` and
+``python -m pipeline.weights download --model NAME [--texture] [--rembg]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .errors import PipelineError, WeightsMissingError
+from .models import AUTO_PREFERENCE, HUNYUAN_MODELS, ShapeModelSpec
+
+DEFAULT_HY3DGEN_ROOT = "~/.cache/hy3dgen"
+DEFAULT_RUNPOD_CACHE = "/runpod-volume/huggingface-cache/hub"
+DEFAULT_HF_HOME = "~/.cache/huggingface"
+# hy3dgen loads variant fp16: safetensors by default, the .ckpt with use_safetensors=False.
+WEIGHT_FILES = ("model.fp16.safetensors", "model.fp16.ckpt")
+CONFIG_FILE = "config.yaml"
+TEXTURE_REPO = "tencent/Hunyuan3D-2"
+TEXTURE_SUBFOLDERS = ("hunyuan3d-paint-v2-0", "hunyuan3d-paint-v2-0-turbo", "hunyuan3d-delight-v2-0")
+DEFAULT_TIMEOUT_S = 15.0
+
+
+def download_command(name: str) -> str:
+    return f"python -m pipeline.weights download --model {name}"
+
+
+class DownloadError(PipelineError):
+    """A download could not start or did not finish; nothing was left that counts as present."""
+
+
+# -- search roots -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SearchRoot:
+    """One place weights may live. ``hf_layout``: ``models--org--name/snapshots/<rev>/``."""
+
+    source: str
+    path: Path
+    hf_layout: bool
+
+    def candidates(self, repo_id: str, subfolder: str) -> list[Path]:
+        """Folders to try for a subfolder, best first."""
+        if not self.hf_layout:
+            return [self.path / repo_id / subfolder]
+        return [snapshot / subfolder for snapshot in _snapshots(self.path / _hf_repo_dir(repo_id))]
+
+    def describe(self, repo_id: str, subfolder: str) -> str:
+        if not self.hf_layout:
+            return str(self.path / repo_id / subfolder)
+        return str(self.path / _hf_repo_dir(repo_id) / "snapshots" / "*" / subfolder)
+
+
+def _env_path(*names: str, default: str) -> Path:
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return Path(value).expanduser()
+    return Path(default).expanduser()
+
+
+def _hf_hub_cache() -> Path:
+    explicit = os.environ.get("HF_HUB_CACHE", "").strip() or os.environ.get("HUGGINGFACE_HUB_CACHE", "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    return _env_path("HF_HOME", default=DEFAULT_HF_HOME) / "hub"
+
+
+def search_roots() -> list[SearchRoot]:
+    """The three roots, in resolution order, read from the environment now."""
+    return [
+        SearchRoot("HY3DGEN_MODELS", _env_path("HY3DGEN_MODELS", default=DEFAULT_HY3DGEN_ROOT), False),
+        SearchRoot("RunPod cache", _env_path("RUNPOD_HF_CACHE", default=DEFAULT_RUNPOD_CACHE), True),
+        SearchRoot("HF cache", _hf_hub_cache(), True),
+    ]
+
+
+def searched_locations() -> list[str]:
+    return [str(root.path) for root in search_roots()]
+
+
+def _hf_repo_dir(repo_id: str) -> str:
+    return "models--" + repo_id.replace("/", "--")
+
+
+def _snapshots(repo_dir: Path) -> list[Path]:
+    """Snapshot folders: the one ``refs/main`` names first, then newest first."""
+    snapshots_dir = repo_dir / "snapshots"
+    if not snapshots_dir.is_dir():
+        return []
+    found = sorted((p for p in snapshots_dir.iterdir() if p.is_dir()), key=_mtime, reverse=True)
+    ref = repo_dir / "refs" / "main"
+    if ref.is_file():
+        main = snapshots_dir / ref.read_text().strip()
+        if main in found:
+            found.remove(main)
+            found.insert(0, main)
+    return found
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+# -- completeness -------------------------------------------------------------
+
+def _file_size(path: Path) -> int:
+    """Size of a regular file (following HF cache symlinks); 0 when absent or broken."""
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
+
+
+def safetensors_complete(path: Path) -> bool:
+    """The header parses and the file is as long as the header says: a
+    truncated copy (interrupted rsync, full volume) is rejected."""
+    size = _file_size(path)
+    if size < 8:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            (header_len,) = struct.unpack("<Q", handle.read(8))
+            if header_len <= 0 or 8 + header_len > size:
+                return False
+            header = json.loads(handle.read(header_len))
+    except (OSError, ValueError):
+        return False
+    ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+    return bool(ends) and size >= 8 + header_len + max(ends)
+
+
+def _weights_complete(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return safetensors_complete(path)
+    return _file_size(path) > 0 and zipfile.is_zipfile(path)  # torch checkpoints are zip archives
+
+
+@dataclass(frozen=True)
+class ShapeFolder:
+    """A complete hy3dgen checkpoint folder: ``config.yaml`` plus weights."""
+
+    folder: Path
+    config: Path
+    weights: Path
+    source: str
+
+    @property
+    def use_safetensors(self) -> bool:
+        return self.weights.suffix == ".safetensors"
+
+
+def inspect_shape_folder(folder: Path, source: str = "") -> ShapeFolder | None:
+    """The folder as a :class:`ShapeFolder` if complete, else None."""
+    config = folder / CONFIG_FILE
+    if _file_size(config) == 0:
+        return None
+    for name in WEIGHT_FILES:
+        if _weights_complete(folder / name):
+            return ShapeFolder(folder, config, folder / name, source)
+    return None
+
+
+def diffusers_folder_complete(folder: Path) -> bool:
+    """A diffusers pipeline folder (texture models): an index, at least one
+    weights file, no empty, partial or truncated file."""
+    if _file_size(folder / "model_index.json") == 0:
+        return False
+    weights = 0
+    for path in folder.rglob("*"):
+        if path.name.endswith(".incomplete") or (path.is_symlink() and not path.exists()):
+            return False
+        if not path.is_file():
+            continue
+        if _file_size(path) == 0:
+            return False
+        if path.suffix == ".safetensors":
+            if not safetensors_complete(path):
+                return False
+            weights += 1
+        elif path.suffix in (".bin", ".ckpt", ".pt"):
+            weights += 1
+    return weights > 0
+
+
+def find_folder(repo_id: str, subfolder: str, complete: Callable[[Path], bool]) -> tuple[Path, str] | None:
+    """First complete folder over all roots, with the root's name."""
+    for root in search_roots():
+        for folder in root.candidates(repo_id, subfolder):
+            if complete(folder):
+                return folder, root.source
+    return None
+
+
+def find_shape_folder(repo_id: str, subfolder: str) -> ShapeFolder | None:
+    for root in search_roots():
+        for folder in root.candidates(repo_id, subfolder):
+            found = inspect_shape_folder(folder, root.source)
+            if found is not None:
+                return found
+    return None
+
+
+def described_candidates(repo_id: str, subfolder: str) -> list[str]:
+    return [root.describe(repo_id, subfolder) for root in search_roots()]
+
+
+# -- shape models -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A shape model's local files: the DiT checkpoint and, for turbo
+    variants, the FlashVDM VAE that replaces the checkpoint's own VAE."""
+
+    spec: ShapeModelSpec
+    dit: ShapeFolder
+    vae: ShapeFolder | None = None
+
+
+def model_subfolders(spec: ShapeModelSpec) -> list[str]:
+    return [spec.subfolder] + ([spec.vae_subfolder] if spec.vae_subfolder else [])
+
+
+def find_model(name: str) -> ResolvedModel | None:
+    spec = HUNYUAN_MODELS[name]
+    dit = find_shape_folder(spec.repo_id, spec.subfolder)
+    vae = find_shape_folder(spec.repo_id, spec.vae_subfolder) if spec.vae_subfolder else None
+    if dit is None or (spec.vae_subfolder and vae is None):
+        return None
+    return ResolvedModel(spec, dit, vae)
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """The model's local files, or :class:`WeightsMissingError` naming every
+    folder searched and the download command. Only the local disk is read."""
+    if name not in HUNYUAN_MODELS:
+        raise WeightsMissingError(f"Unknown shape model '{name}'; known: {', '.join(HUNYUAN_MODELS)}.")
+    found = find_model(name)
+    if found is not None:
+        return found
+    spec = HUNYUAN_MODELS[name]
+    missing = [sub for sub in model_subfolders(spec) if find_shape_folder(spec.repo_id, sub) is None]
+    searched = [path for sub in missing for path in described_candidates(spec.repo_id, sub)]
+    raise WeightsMissingError(
+        f"Weights for model '{name}' ({spec.repo_id}: {', '.join(missing)}) were not found complete "
+        f"(a folder needs {CONFIG_FILE} and {WEIGHT_FILES[0]}). Searched: {'; '.join(searched)}. "
+        f"Download them with `{download_command(name)}`.",
+        searched=searched,
+    )
+
+
+def resolve_auto_model() -> str | None:
+    """The first model of AUTO_PREFERENCE whose weights are all present."""
+    return next((name for name in AUTO_PREFERENCE if find_model(name) is not None), None)
+
+
+# -- other assets (texture models, rembg) --------------------------------------
+
+def rembg_model_path(name: str = "u2net") -> Path | None:
+    """rembg 2.0.86's own lookup: ``<home>/models/<name>/<name>.onnx``, then the
+    legacy flat ``$U2NET_HOME/<name>.onnx``; ``U2NET_HOME`` wins as home."""
+    legacy = _env_path("U2NET_HOME", default=os.path.join(os.environ.get("XDG_DATA_HOME", "~"), ".u2net"))
+    if os.environ.get("U2NET_HOME", "").strip():
+        home = legacy
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME", "").strip()
+        home = _env_path("REMBG_HOME", default=os.path.join(xdg, "rembg") if xdg else "~/.rembg")
+    for path in (home / "models" / name / f"{name}.onnx", legacy / f"{name}.onnx"):
+        if _file_size(path) > 0:
+            return path
+    return None
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    """One line of ``check``: an asset, where it is (None: missing), where we looked."""
+
+    kind: str
+    name: str
+    location: str | None
+    source: str | None
+    hint: str
+    searched: list[str] = field(default_factory=list)
+
+
+def _shape_status(name: str) -> AssetStatus:
+    spec = HUNYUAN_MODELS[name]
+    found = find_model(name)
+    searched = [p for sub in model_subfolders(spec) for p in described_candidates(spec.repo_id, sub)]
+    if found is None:
+        return AssetStatus("shape", name, None, None, download_command(name), searched)
+    where = str(found.dit.folder) + (f" + {found.vae.folder}" if found.vae else "")
+    return AssetStatus("shape", name, where, found.dit.source, "", searched)
+
+
+def _texture_status(subfolder: str) -> AssetStatus:
+    found = find_folder(TEXTURE_REPO, subfolder, diffusers_folder_complete)
+    hint = "python -m pipeline.weights download --texture"
+    return AssetStatus(
+        "texture", subfolder, str(found[0]) if found else None, found[1] if found else None,
+        "" if found else hint, described_candidates(TEXTURE_REPO, subfolder),
+    )
+
+
+def _rembg_status(name: str) -> AssetStatus:
+    path = rembg_model_path(name)
+    return AssetStatus(
+        "rembg", name, str(path) if path else None, "rembg home" if path else None,
+        "" if path else "python -m pipeline.weights download --rembg",
+    )
+
+
+def check_assets(rembg_name: str = "u2net") -> list[AssetStatus]:
+    return (
+        [_shape_status(name) for name in HUNYUAN_MODELS]
+        + [_texture_status(sub) for sub in TEXTURE_SUBFOLDERS]
+        + [_rembg_status(rembg_name)]
+    )
+
+
+# -- downloading --------------------------------------------------------------
+
+def _offline() -> bool:
+    value = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get("TRANSFORMERS_OFFLINE", "")
+    return value.strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def require_network(url: str, timeout: float) -> None:
+    """Fail within ``timeout`` when ``url`` cannot be reached (DNS, firewall,
+    silent proxy), instead of letting a download hang."""
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        urllib.request.urlopen(request, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # the server answered: the network works
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"Cannot reach {url} within {timeout:g} s ({reason}); check the network or proxy.") from None
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    """Subfolders to fetch per repository (those not already present), and rembg."""
+
+    repos: dict[str, list[str]]
+    rembg: str | None
+
+    @property
+    def empty(self) -> bool:
+        return not self.repos and self.rembg is None
+
+
+def _shape_present(repo_id: str, subfolder: str) -> bool:
+    return find_shape_folder(repo_id, subfolder) is not None
+
+
+def _texture_present(repo_id: str, subfolder: str) -> bool:
+    return find_folder(repo_id, subfolder, diffusers_folder_complete) is not None
+
+
+def plan_download(model: str | None, texture: bool, rembg: str | None) -> DownloadPlan:
+    wanted: list[tuple[str, str, Callable[[str, str], bool]]] = []
+    if model:
+        spec = HUNYUAN_MODELS[model]
+        wanted += [(spec.repo_id, sub, _shape_present) for sub in model_subfolders(spec)]
+    if texture:
+        wanted += [(TEXTURE_REPO, sub, _texture_present) for sub in TEXTURE_SUBFOLDERS]
+    repos: dict[str, list[str]] = {}
+    for repo, sub, present in wanted:
+        if not present(repo, sub):
+            repos.setdefault(repo, []).append(sub)
+    needs_rembg = rembg if rembg and rembg_model_path(rembg) is None else None
+    return DownloadPlan(repos, needs_rembg)
+
+
+def _snapshot_download(repo_id: str, subfolders: Sequence[str], dest: Path | None, timeout: float) -> Path:
+    """Fetch only ``subfolders`` of ``repo_id``: into ``dest/<repo_id>`` (hy3dgen
+    layout) or, with ``dest`` None, into the HF cache. Returns the folder that
+    holds the subfolders."""
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(timeout)))
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(timeout)))
+    from huggingface_hub import snapshot_download
+
+    patterns = [f"{sub}/*" for sub in subfolders]
+    if dest is None:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=str(_hf_hub_cache()),
+                                      etag_timeout=timeout))
+    target = dest / repo_id
+    snapshot_download(repo_id, allow_patterns=patterns, local_dir=str(target), etag_timeout=timeout)
+    return target
+
+
+def _download_rembg(name: str, timeout: float) -> Path:
+    require_network("https://github.com", timeout)
+    from rembg.sessions import sessions  # slow first import (numba); only here
+
+    if name not in sessions:
+        raise DownloadError(f"rembg has no model named '{name}'.")
+    return Path(sessions[name].download_models())
+
+
+def download(
+    model: str | None = None,
+    *,
+    texture: bool = False,
+    rembg: str | None = None,
+    dest: Path | None = None,
+    hf_cache: bool = False,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    log: Callable[[str], None] = print,
+) -> DownloadPlan:
+    """Download what is missing. Raises :class:`DownloadError` quickly when
+    offline, and verifies every folder afterwards: a partial download never
+    counts as present (the checks look at complete files only)."""
+    plan = plan_download(model, texture, rembg)
+    if plan.empty:
+        log("Everything requested is already present.")
+        return plan
+    if plan.repos and _offline():
+        raise DownloadError(
+            "HF_HUB_OFFLINE is set, so nothing can be downloaded; unset it on a machine with network access "
+            f"(missing: {_describe_plan(plan)})."
+        )
+    target = None if hf_cache else (dest or _env_path("HY3DGEN_MODELS", default=DEFAULT_HY3DGEN_ROOT))
+    if plan.repos:
+        require_network(os.environ.get("HF_ENDPOINT", "https://huggingface.co"), timeout)
+    for repo_id, subfolders in plan.repos.items():
+        log(f"Downloading {repo_id}: {', '.join(subfolders)} -> {target or _hf_hub_cache()}")
+        base = _snapshot_download(repo_id, subfolders, target, timeout)
+        _verify(repo_id, subfolders, base)
+    if plan.rembg:
+        log(f"Downloading rembg model {plan.rembg}")
+        _download_rembg(plan.rembg, timeout)
+        if rembg_model_path(plan.rembg) is None:
+            raise DownloadError(f"rembg model {plan.rembg} is still missing after the download.")
+    return plan
+
+
+def _verify(repo_id: str, subfolders: Iterable[str], base: Path) -> None:
+    for sub in subfolders:
+        ok = (
+            diffusers_folder_complete(base / sub) if sub in TEXTURE_SUBFOLDERS
+            else inspect_shape_folder(base / sub) is not None
+        )
+        if not ok:
+            raise DownloadError(f"{repo_id}/{sub} is incomplete after the download ({base / sub}); run it again.")
+
+
+def _describe_plan(plan: DownloadPlan) -> str:
+    parts = [f"{repo}: {', '.join(subs)}" for repo, subs in plan.repos.items()]
+    return "; ".join(parts + ([f"rembg {plan.rembg}"] if plan.rembg else []))
+
+
+# -- CLI ----------------------------------------------------------------------
+
+def _print_check(statuses: list[AssetStatus]) -> None:
+    for status in statuses:
+        label = f"{status.kind}:{status.name}"
+        if status.location:
+            print(f"present  {label:<42} {status.location}  [{status.source}]")
+        else:
+            print(f"missing  {label:<42} -> {status.hint}")
+    print("Searched, in order: " + "; ".join(f"{r.source}={r.path}" for r in search_roots()))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.weights", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="list every model and asset, present or missing, and where")
+    check.add_argument("--json", action="store_true", help="print JSON instead of text")
+    check.add_argument("--require", choices=sorted(HUNYUAN_MODELS), help="exit 1 unless this model is present")
+    get = sub.add_parser("download", help="download a model's subfolders (and texture/rembg assets)")
+    get.add_argument("--model", choices=sorted(HUNYUAN_MODELS))
+    get.add_argument("--texture", action="store_true", help=f"also {', '.join(TEXTURE_SUBFOLDERS)}")
+    get.add_argument("--rembg", action="store_true", help="also the background-removal model (u2net)")
+    where = get.add_mutually_exclusive_group()
+    where.add_argument("--dest", type=Path, help="root in hy3dgen layout (default: $HY3DGEN_MODELS)")
+    where.add_argument("--hf-cache", action="store_true", help="download into the Hugging Face cache instead")
+    get.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="network timeout in seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    rembg_name = os.environ.get("REMBG_MODEL", "").strip() or "u2net"
+    if args.command == "check":
+        statuses = check_assets(rembg_name)
+        if args.json:
+            print(json.dumps([status.__dict__ for status in statuses], indent=2))
+        else:
+            _print_check(statuses)
+        return 1 if args.require and find_model(args.require) is None else 0
+    if not (args.model or args.texture or args.rembg):
+        print("download: give --model NAME and/or --texture / --rembg.", file=sys.stderr)
+        return 2
+    try:
+        download(args.model, texture=args.texture, rembg=rembg_name if args.rembg else None,
+                 dest=args.dest, hf_cache=args.hf_cache, timeout=args.timeout)
+    except Exception as exc:  # noqa: BLE001 - the CLI reports every failure as one clear line
+        print(f"download failed: {exc}", file=sys.stderr)
+        return 1
+    print("Done.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
