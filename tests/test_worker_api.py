@@ -127,3 +127,17 @@ def test_test_input_json_file_and_failure_exit_code(subject_b64, tmp_path):
         cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_startup_without_weights_exits_with_one_clear_line(tmp_path):
+    env = worker_env()
+    env.pop("HY3D_MODEL")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_port", "9"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.startswith("worker start-up failed:")]
+    assert len(lines) == 1
+    assert "python -m pipeline.weights download" in lines[0] and "HY3D_MODEL=draft" in lines[0]
+    assert "Traceback" not in done.stderr
