@@ -20,6 +20,7 @@ from pipeline.errors import PipelineError
 from pipeline.models import MODEL_CHOICES
 from pipeline.options import FIELDS_BY_NAME, parse_options
 from pipeline.progress import STAGES
+from pipeline.remote import RemoteGenerator, RemoteSettings
 from pipeline.service import ImageTo3D
 from pipeline.types import GenerationResult
 
@@ -80,15 +81,20 @@ def stats_markdown(result: GenerationResult) -> str:
     return "\n".join(lines)
 
 
-def build_demo(pipeline: ImageTo3D | None = None):
+def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
+    """The Blocks UI over ``pipeline``: the local ImageTo3D by default, or a
+    RemoteGenerator that sends each job to the deployed RunPod endpoint."""
     import gradio as gr
 
     pipeline = pipeline or ImageTo3D(draft_fallback=True)
     settings = pipeline.settings
-    try:
-        notice = pipeline.choose_model(settings.default_model).notice
-    except PipelineError as exc:
-        notice = str(exc)
+    if isinstance(pipeline, RemoteGenerator):
+        notice = pipeline.describe()
+    else:
+        try:
+            notice = pipeline.choose_model(settings.default_model).notice
+        except PipelineError as exc:
+            notice = str(exc)
 
     def generate(
         image_path, model, profile, generate_texture, remove_background, seed, randomize_seed,
@@ -130,7 +136,10 @@ def build_demo(pipeline: ImageTo3D | None = None):
         gr.Markdown(f"**Backend:** {notice}", elem_id="backend-notice")
         with gr.Row():
             with gr.Column(scale=1):
-                image = gr.Image(label="Image", type="filepath", sources=["upload", "clipboard"], elem_id="input-image")
+                # image_mode=None passes the uploaded file through untouched, so a
+                # transparent PNG keeps its alpha (and skips background removal).
+                image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                 elem_id="input-image")
                 model = gr.Dropdown(list(MODEL_CHOICES), value=settings.default_model, label="Model")
                 profile = gr.Slider(1, 5, value=settings.default_profile, step=1, label="Memory profile (mmgp)",
                                     info="1 = fastest, most VRAM; 5 = least VRAM")
@@ -184,7 +193,11 @@ def main(argv: list[str] | None = None) -> None:
         if not sep or not user or not password:
             raise SystemExit("--auth / HY3D_AUTH must look like user:password")
         auth = (user, password)
-    demo = build_demo()
+    try:
+        remote = RemoteSettings.from_env()
+    except PipelineError as exc:
+        raise SystemExit(str(exc)) from None
+    demo = build_demo(RemoteGenerator(remote) if remote else None)
     demo.launch(server_name=args.host, server_port=args.port, auth=auth, show_error=True)
 
 

@@ -98,3 +98,10 @@ def test_request_fields_translation():
         "model": "draft", "profile": 3, "generate_texture": True, "remove_background": False, "seed": 12,
         "max_faces": 40000, "guidance_scale": 5.0, "octree_resolution": 256,
     }
+
+
+def test_transparent_upload_keeps_its_alpha(client, tmp_path):
+    image = tmp_path / "cutout.png"
+    image.write_bytes(make_subject_png(transparent=True))
+    *_, stats, _ = generate(client, image, remove_background=True, generate_texture=False)
+    assert any("transparen" in w.lower() for w in stats["warnings"]), stats["warnings"]

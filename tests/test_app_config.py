@@ -36,7 +36,30 @@ def test_auth_is_passed_to_launch(monkeypatch):
         def launch(self, **kwargs):
             seen.update(kwargs)
 
-    monkeypatch.setattr(app, "build_demo", lambda: FakeDemo())
+    monkeypatch.setattr(app, "build_demo", lambda pipeline=None: FakeDemo())
     app.main(["--auth", "qa:se:cret", "--host", "127.0.0.1", "--port", "7861"])
     assert seen["auth"] == ("qa", "se:cret")
     assert (seen["server_name"], seen["server_port"], seen["show_error"]) == ("127.0.0.1", 7861, True)
+
+
+def test_remote_mode_without_api_key_is_refused(monkeypatch):
+    monkeypatch.setenv("HY3D_REMOTE_ENDPOINT", "abc123")
+    monkeypatch.delenv("RUNPOD_API_KEY", raising=False)
+    with pytest.raises(SystemExit, match="RUNPOD_API_KEY"):
+        app.main([])
+
+
+def test_remote_mode_builds_a_remote_demo(monkeypatch):
+    from pipeline.remote import RemoteGenerator
+
+    monkeypatch.setenv("HY3D_REMOTE_ENDPOINT", "abc123")
+    monkeypatch.setenv("RUNPOD_API_KEY", "key")
+    built = []
+
+    class FakeDemo:
+        def launch(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(app, "build_demo", lambda pipeline=None: built.append(pipeline) or FakeDemo())
+    app.main([])
+    assert isinstance(built[0], RemoteGenerator)
