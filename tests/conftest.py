@@ -10,7 +10,9 @@ import io
 import os
 import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -50,6 +52,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def running_app(pipeline=None) -> Iterator[str]:
+    """The real Gradio app on a free loopback port; yields its URL, closes it after."""
+    import app
+
+    demo = app.build_demo(pipeline)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, show_error=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
 
 
 def make_subject_png(size: int = 256, transparent: bool = False) -> bytes:

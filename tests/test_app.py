@@ -6,22 +6,15 @@ import pytest
 import trimesh
 from PIL import Image
 
-from tests.conftest import free_port, make_subject_png
+from tests.conftest import make_subject_png, running_app
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def app_url():
-    import app
-
-    demo = app.build_demo()
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, show_error=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with running_app() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import free_port, make_subject_png
+from tests.conftest import make_subject_png, running_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -36,15 +36,8 @@ def chromium_path():
 
 @pytest.fixture(scope="module")
 def app_url():
-    import app
-
-    demo = app.build_demo()
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, show_error=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with running_app() as url:
+        yield url
 
 
 def test_upload_generate_and_see_the_model(app_url, chromium_path, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 import trimesh
 
 import worker
-from tests.conftest import free_port, make_subject_png
+from tests.conftest import make_subject_png, running_app
 from tests.fixtures.tiny_hunyuan import SHAPES, write_tiny_shape_model
 
 pytestmark = pytest.mark.slow
@@ -76,21 +76,14 @@ def test_worker_missing_variant_fails_fast_with_paths(weights_present):
 
 
 def test_gradio_generate_with_hunyuan(weights_present, tmp_path):
-    import app
     from gradio_client import Client, handle_file
 
-    demo = app.build_demo()
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, show_error=True, server_name="127.0.0.1", server_port=port, quiet=True)
-    try:
-        image = tmp_path / "subject.png"
-        image.write_bytes(make_subject_png(160))
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        viewer_path, _, _, stats, _ = client.predict(
+    image = tmp_path / "subject.png"
+    image.write_bytes(make_subject_png(160))
+    with running_app() as url:
+        viewer_path, _, _, stats, _ = Client(url, verbose=False).predict(
             handle_file(str(image)), "hunyuan3d-2", 3, False, False, 1234, False, 4000, 2, None, 64, None,
             api_name="/generate",
         )
-    finally:
-        demo.close()
     assert stats["model"] == "hunyuan3d-2"
     check_sphere(trimesh.load(viewer_path, file_type="glb", force="mesh"), 4000)

@@ -28,7 +28,7 @@ from pipeline.remote import (
     download_model,
     failure_message,
 )
-from tests.conftest import free_port, make_subject_png
+from tests.conftest import free_port, make_subject_png, running_app
 from tests.fixtures.fake_runpod import FakeRunPod
 
 BUCKET_VARS = ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME")
@@ -431,17 +431,12 @@ def test_app_style_call(tmp_path):
 @pytest.mark.slow
 def test_gradio_app_in_remote_mode(tmp_path):
     """``app.build_demo`` given a RemoteGenerator: banner and /generate go remote."""
-    import app
     from gradio_client import Client, handle_file
 
     image = tmp_path / "subject.png"
     image.write_bytes(make_subject_png())
     with FakeRunPod(progress_hold_s=0.02) as fake:
-        demo = app.build_demo(generator(fake))
-        port = free_port()
-        demo.launch(prevent_thread_lock=True, show_error=True, server_name="127.0.0.1", server_port=port, quiet=True)
-        try:
-            url = f"http://127.0.0.1:{port}/"
+        with running_app(generator(fake)) as url:
             assert f"Remote mode: jobs go to RunPod endpoint {fake.endpoint_id}" in requests.get(url, timeout=10).text
             client = Client(url, verbose=False)
             viewer, _, _, stats, seed = client.predict(
@@ -456,8 +451,6 @@ def test_gradio_app_in_remote_mode(tmp_path):
             with pytest.raises(AppError, match=r"Remote worker failed: Field 'image' is not a PNG, JPEG or WebP"):
                 client.predict(handle_file(str(logo)), "draft", 3, True, False, 1, False, 3000, None, None, None,
                                None, api_name="/generate")
-        finally:
-            demo.close()
         job = next(iter(fake.jobs.values()))  # the first, successful job
     assert seed == 4321 and stats["model"] == "draft" and job.input["seed"] == 4321
     assert len(glb_mesh(open(viewer, "rb").read()).faces) == stats["faces"]
