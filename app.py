@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
-from pipeline.models import MODEL_CHOICES
+from pipeline.models import MODEL_CHOICES, PAINT_MODELS, TEXTURE_SIZES
 from pipeline.options import FIELDS_BY_NAME, parse_options
 from pipeline.progress import STAGES
 from pipeline.remote import RemoteGenerator, RemoteSettings
@@ -44,6 +44,8 @@ def request_fields(
     guidance_scale: float | None,
     octree_resolution: float | None,
     num_chunks: float | None,
+    texture_size: float | str | None = None,
+    paint_model: str | None = None,
 ) -> dict[str, Any]:
     """Widget values -> request fields. Sliders and number boxes send floats;
     whole numbers become ints so the shared schema's strict checks apply."""
@@ -62,6 +64,10 @@ def request_fields(
         "guidance_scale": guidance_scale,
         "octree_resolution": as_int(octree_resolution),
         "num_chunks": as_int(num_chunks),
+        # Dropdowns hand back the choice as shown; the schema wants an int.
+        "texture_size": int(texture_size) if isinstance(texture_size, str) and texture_size.isdigit()
+        else as_int(texture_size),
+        "paint_model": paint_model,
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -98,7 +104,8 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
 
     def generate(
         image_path, model, profile, generate_texture, remove_background, seed, randomize_seed,
-        max_faces, steps, guidance_scale, octree_resolution, num_chunks, progress=gr.Progress(),
+        max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
+        progress=gr.Progress(),
     ):
         if not image_path:
             raise gr.Error("Upload an image first.")
@@ -108,7 +115,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             options = parse_options(
                 request_fields(
                     model, profile, generate_texture, remove_background, seed, max_faces,
-                    steps, guidance_scale, octree_resolution, num_chunks,
+                    steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
                 )
             )
             image_bytes = Path(image_path).read_bytes()
@@ -157,6 +164,10 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                     guidance_scale = gr.Number(value=None, label="Guidance scale")
                     octree_resolution = gr.Number(value=None, precision=0, label="Octree resolution")
                     num_chunks = gr.Number(value=None, precision=0, label="Num chunks")
+                    texture_size = gr.Dropdown(list(TEXTURE_SIZES), value=FIELDS_BY_NAME["texture_size"].default,
+                                               label="Texture size (px)")
+                    paint_model = gr.Dropdown(list(PAINT_MODELS), value=FIELDS_BY_NAME["paint_model"].default,
+                                              label="Paint model")
                 button = gr.Button("Generate", variant="primary", elem_id="generate-button")
             with gr.Column(scale=1):
                 viewer = gr.Model3D(label="Preview", clear_color=(0.92, 0.92, 0.92, 1.0), height=480,
@@ -167,7 +178,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
         button.click(
             generate,
             inputs=[image, model, profile, generate_texture, remove_background, seed, randomize_seed,
-                    max_faces, steps, guidance_scale, octree_resolution, num_chunks],
+                    max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model],
             outputs=[viewer, download, stats, stats_json, seed],
             api_name="generate",
         )

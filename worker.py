@@ -75,6 +75,7 @@ def to_response(result: GenerationResult, delivery: Delivery) -> dict[str, Any]:
         "vertices": result.vertices,
         "timings": result.timings,
         "warnings": result.warnings + delivery.warnings,
+        "texture_rasterizer": result.texture_rasterizer,
     }
 
 

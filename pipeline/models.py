@@ -46,3 +46,12 @@ HUNYUAN_MODELS: dict[str, ShapeModelSpec] = {
 AUTO_PREFERENCE = ("hunyuan3d-2", "hunyuan3d-2-turbo", "hunyuan3d-2mini", "hunyuan3d-2mini-turbo")
 
 MODEL_CHOICES = (AUTO, DRAFT, *HUNYUAN_MODELS)
+
+
+# Texture paint models (tencent/Hunyuan3D-2 subfolders) and atlas sizes. The
+# standard model is the default: hy3dgen 2.0.2 has no turbo paint sampler, so
+# the -turbo checkpoint runs through the standard 30-step pipeline there and
+# its output on real weights is unverified.
+PAINT_MODELS = ("hunyuan3d-paint-v2-0", "hunyuan3d-paint-v2-0-turbo")
+DEFAULT_PAINT_MODEL = "hunyuan3d-paint-v2-0"
+TEXTURE_SIZES = (512, 1024, 2048)

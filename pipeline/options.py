@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .errors import OptionsError
-from .models import MODEL_CHOICES
+from .models import DEFAULT_PAINT_MODEL, MODEL_CHOICES, PAINT_MODELS, TEXTURE_SIZES
 from .settings import Settings, load_settings
 
 _TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string"}
@@ -126,6 +126,12 @@ FIELDS: tuple[FieldSpec, ...] = (
         "num_chunks", int, None, "Grid points decoded per batch (Hunyuan3D only); lower uses less VRAM. Default: 8000.",
         minimum=1000, maximum=500000, nullable=True,
     ),
+    FieldSpec("texture_size", int, 2048, "Texture atlas size in pixels (Hunyuan3D texturing).", choices=TEXTURE_SIZES),
+    FieldSpec(
+        "paint_model", str, DEFAULT_PAINT_MODEL,
+        "Texture paint model (Hunyuan3D texturing); -turbo runs hy3dgen 2.0.2's standard sampler.",
+        choices=PAINT_MODELS,
+    ),
     FieldSpec(
         "output", str, "auto",
         "How the GLB comes back: inline (base64 only), url (bucket upload), auto (inline under the budget).",
@@ -150,6 +156,8 @@ class GenerationOptions:
     guidance_scale: float | None = None
     octree_resolution: int | None = None
     num_chunks: int | None = None
+    texture_size: int = 2048
+    paint_model: str = DEFAULT_PAINT_MODEL
     output: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:

@@ -158,10 +158,13 @@ class ImageTo3D:
         progress("shape", 1.0, f"Shape: {len(shape.mesh.faces)} faces")
 
         mesh, textured = shape.mesh, shape.textured
+        texture_timings: dict[str, float] = {}
+        rasterizer = None
         progress("texture", 0.0, "Texturing")
         with timer.stage("texture"):
             if options.generate_texture and not textured:
-                warnings.append(self._texture_unavailable(choice.name))
+                mesh, rasterizer = self._paint(mesh, rgba, options, progress, warnings, texture_timings)
+                textured = rasterizer is not None
         progress("texture", 1.0, "Texture done" if textured else "No texture")
 
         progress("export", 0.0, "Writing GLB")
@@ -172,7 +175,11 @@ class ImageTo3D:
             glb = export_glb(mesh, extras=extras)
         progress("export", 1.0, f"GLB {len(glb)} bytes")
 
-        timings = {**timer.timings, **{f"{choice.name}.{k}": v for k, v in shape.timings.items()}}
+        timings = {
+            **timer.timings,
+            **{f"{choice.name}.{k}": v for k, v in shape.timings.items()},
+            **{f"texture.{k}": v for k, v in texture_timings.items()},
+        }
         return GenerationResult(
             glb=glb,
             textured=textured,
@@ -187,6 +194,7 @@ class ImageTo3D:
             options=options.to_dict(),
             mesh=mesh,
             extras=extras,
+            texture_rasterizer=rasterizer,
         )
 
     @staticmethod
@@ -216,8 +224,28 @@ class ImageTo3D:
         warnings.extend(result.warnings)
         return result.image
 
-    def _texture_unavailable(self, model: str) -> str:
-        return (
-            f"generate_texture was requested but {model} has no texture model installed in this build; "
-            "returned the untextured mesh."
+    def _paint(self, mesh, rgba, options: GenerationOptions, progress, warnings: list[str], timings: dict):
+        """Texture a face-reduced mesh with Hunyuan3D-Paint. Missing texture
+        weights do not fail the job: the untextured model comes back with a
+        warning saying what is missing and how to fetch it. Returns the mesh
+        and the rasterizer that baked it (None when nothing was painted)."""
+        from .texture.backend import (
+            DELIGHT_SUBFOLDER,
+            TEXTURE_DOWNLOAD_COMMAND,
+            get_texture_backend,
+            texture_weights_present,
         )
+
+        if not texture_weights_present(options.paint_model):
+            warnings.append(
+                f"generate_texture was requested but the texture weights ({options.paint_model}, "
+                f"{DELIGHT_SUBFOLDER}) are not installed; returned the untextured model. "
+                f"Fetch them with `{TEXTURE_DOWNLOAD_COMMAND}`."
+            )
+            return mesh, None
+        result = get_texture_backend(options.paint_model, self.settings).paint(
+            mesh, rgba, options.texture_size, progress
+        )
+        warnings.extend(result.warnings)
+        timings.update(result.timings)
+        return result.mesh, result.rasterizer

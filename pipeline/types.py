@@ -56,6 +56,8 @@ class GenerationResult:
     warnings: list[str]
     execution_time: float
     options: dict[str, Any] = field(default_factory=dict)
+    # "torch" or "compiled" when Hunyuan3D-Paint baked the texture, else None.
+    texture_rasterizer: str | None = None
     # The exported mesh and GLB extras, kept so delivery can re-encode the
     # texture smaller without running the models again.
     mesh: Any = field(default=None, repr=False)

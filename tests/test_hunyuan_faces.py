@@ -15,6 +15,7 @@ import trimesh
 import worker
 from tests.conftest import make_subject_png, running_app
 from tests.fixtures.tiny_hunyuan import SHAPES, write_tiny_shape_model
+from tests.fixtures.tiny_paint import write_tiny_texture_models
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +60,8 @@ def test_worker_auto_picks_present_hunyuan_weights(weights_present):
     assert response["model"] == "hunyuan3d-2" and response["profile"] is None
     assert response["textured"] is False
     assert "profile 3 ignored on CPU; running float32" in response["warnings"]
-    assert any("texture" in w for w in response["warnings"])
+    assert any("python -m pipeline.weights download --texture" in w for w in response["warnings"])
+    assert response["texture_rasterizer"] is None
     glb = base64.b64decode(response["model_base64"])
     check_sphere(trimesh.load(io.BytesIO(glb), file_type="glb", force="mesh"), 4000)
     assert {"hunyuan3d-2.diffusion", "hunyuan3d-2.decode"} <= set(response["timings"])
@@ -83,7 +85,65 @@ def test_gradio_generate_with_hunyuan(weights_present, tmp_path):
     with running_app() as url:
         viewer_path, _, _, stats, _ = Client(url, verbose=False).predict(
             handle_file(str(image)), "hunyuan3d-2", 3, False, False, 1234, False, 4000, 2, None, 64, None,
-            api_name="/generate",
+            2048, "hunyuan3d-paint-v2-0", api_name="/generate",
         )
     assert stats["model"] == "hunyuan3d-2"
     check_sphere(trimesh.load(viewer_path, file_type="glb", force="mesh"), 4000)
+
+
+@pytest.fixture(scope="module")
+def textured_root(tmp_path_factory):
+    """Tiny shape and tiny delight/paint models side by side, as a deployment has them."""
+    root = tmp_path_factory.mktemp("hy3dgen-textured")
+    write_tiny_shape_model(root, shape="sphere")
+    write_tiny_texture_models(root, paint_subfolders=("hunyuan3d-paint-v2-0",))
+    return root
+
+
+def glb_texture(glb: bytes):
+    import pygltflib
+
+    gltf = pygltflib.GLTF2.load_from_bytes(glb)
+    material = gltf.materials[gltf.meshes[0].primitives[0].material]
+    image = gltf.images[gltf.textures[material.pbrMetallicRoughness.baseColorTexture.index].source]
+    return image.mimeType
+
+
+def test_textured_job_through_worker_and_app(textured_root, monkeypatch, tmp_path):
+    """The real texgen pipeline (delight, multiview paint, bake, inpaint) on CPU
+    through both faces, with the PyTorch rasterizer standing in for the CUDA one."""
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from pipeline.texture import backend as texture_backend
+
+    monkeypatch.setenv("HY3DGEN_MODELS", str(textured_root))
+    monkeypatch.setenv("HY3D_DEVICE", "cpu")
+    monkeypatch.setattr(worker, "_PIPELINE", None)
+    monkeypatch.setattr(texture_backend, "_BACKENDS", {})
+
+    b64 = base64.b64encode(make_subject_png(128)).decode()
+    response = worker.handler({"id": "tex", "input": {
+        "image": b64, "steps": 2, "octree_resolution": 64, "max_faces": 1500, "remove_background": False,
+        "texture_size": 512,
+    }})
+    assert "error" not in response, response
+    assert response["textured"] is True and response["texture_rasterizer"] == "torch"
+    assert {"texture.multiview", "texture.bake"} <= set(response["timings"])
+    glb = base64.b64decode(response["model_base64"])
+    assert glb_texture(glb) == "image/jpeg"
+    mesh = trimesh.load(io.BytesIO(glb), file_type="glb", force="mesh")
+    texture = mesh.visual.material.baseColorTexture
+    assert isinstance(texture, Image.Image) and texture.size == (512, 512)
+    assert mesh.visual.uv.min() >= 0.0 and mesh.visual.uv.max() <= 1.0
+
+    image = tmp_path / "subject.png"
+    image.write_bytes(make_subject_png(128))
+    with running_app() as url:
+        viewer_path, _, _, stats, _ = Client(url, verbose=False).predict(
+            handle_file(str(image)), "hunyuan3d-2", 3, True, False, 1234, False, 1500, 2, None, 64, None,
+            512, "hunyuan3d-paint-v2-0", api_name="/generate",
+        )
+    assert stats["textured"] is True
+    app_mesh = trimesh.load(viewer_path, file_type="glb", force="mesh")
+    assert app_mesh.visual.material.baseColorTexture.size == (512, 512)

@@ -53,6 +53,8 @@ WRONG_TYPE = {
     "guidance_scale": [True, "5"],
     "octree_resolution": [True, 256.5, "256"],
     "num_chunks": [True, "8000"],
+    "texture_size": [True, 2048.0, "2048", None],
+    "paint_model": [1, None],
     "output": [1, None, True],
 }
 OUT_OF_RANGE = {
@@ -64,6 +66,8 @@ OUT_OF_RANGE = {
     "guidance_scale": [-0.1, 20.5, float("nan"), float("inf")],
     "octree_resolution": [63, 513],
     "num_chunks": [999, 500001],
+    "texture_size": [256, 4096, 1000],
+    "paint_model": ["hunyuan3d-paint-v2-1", ""],
     "output": ["base64", "URL", ""],
 }
 

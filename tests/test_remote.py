@@ -441,7 +441,7 @@ def test_gradio_app_in_remote_mode(tmp_path):
             client = Client(url, verbose=False)
             viewer, _, _, stats, seed = client.predict(
                 handle_file(str(image)), "draft", 3, True, False, 4321, False, 3000, None, None, None, None,
-                api_name="/generate",
+                2048, "hunyuan3d-paint-v2-0", api_name="/generate",
             )
             from gradio_client.exceptions import AppError
 
@@ -450,7 +450,7 @@ def test_gradio_app_in_remote_mode(tmp_path):
             logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>')
             with pytest.raises(AppError, match=r"Remote worker failed: Field 'image' is not a PNG, JPEG or WebP"):
                 client.predict(handle_file(str(logo)), "draft", 3, True, False, 1, False, 3000, None, None, None,
-                               None, api_name="/generate")
+                               None, 2048, "hunyuan3d-paint-v2-0", api_name="/generate")
         job = next(iter(fake.jobs.values()))  # the first, successful job
     assert seed == 4321 and stats["model"] == "draft" and job.input["seed"] == 4321
     assert len(glb_mesh(open(viewer, "rb").read()).faces) == stats["faces"]

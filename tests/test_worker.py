@@ -14,7 +14,7 @@ from tests.conftest import make_subject_png
 
 RESPONSE_KEYS = {
     "model_base64", "output", "file_size", "format", "textured", "execution_time", "model", "seed", "profile",
-    "faces", "vertices", "timings", "warnings",
+    "faces", "vertices", "timings", "warnings", "texture_rasterizer",
 }
 
 
