@@ -44,6 +44,7 @@ barycentrics of each pixel's winning face, as the kernel does.
 
 from __future__ import annotations
 
+import importlib.machinery
 import logging
 import sys
 import types
@@ -236,6 +237,8 @@ def _torch_module() -> types.ModuleType:
     module.rasterize = rasterize
     module.interpolate = interpolate
     module.IMPLEMENTATION = "torch"
+    # A spec, so importlib.util.find_spec() works while it sits in sys.modules.
+    module.__spec__ = importlib.machinery.ModuleSpec("custom_rasterizer", loader=None)
     return module
 
 
