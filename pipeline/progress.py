@@ -7,7 +7,9 @@ it to ``runpod.serverless.progress_update`` and the app to ``gr.Progress``.
 from __future__ import annotations
 
 import time
-from typing import Callable, Protocol
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
 
 # The stages every face shows, in order.
 STAGES = ("decode", "background", "shape", "texture", "export")
@@ -40,3 +42,20 @@ def throttled(callback: ProgressCallback, min_interval_s: float = 0.5) -> Progre
 
 
 ProgressFn = Callable[[str, float, str], None]
+
+
+@dataclass
+class RunLog:
+    """Warnings and per-stage wall-clock seconds collected while one request
+    runs; a stage timed twice accumulates."""
+
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from . import GENERATOR
 from .errors import InputError, WeightsMissingError
 from .models import AUTO, DRAFT
 from .options import GenerationOptions
-from .progress import ProgressCallback, null_progress
+from .progress import ProgressCallback, RunLog, null_progress
 from .settings import Settings, load_settings
 from .types import GenerationResult, ShapeBackend
 
@@ -37,21 +36,6 @@ class ModelChoice:
 
     name: str
     notice: str
-
-
-class _Timer:
-    """Collects wall-clock seconds per stage, in the order stages ran."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
 
 
 class ImageTo3D:
@@ -135,16 +119,16 @@ class ImageTo3D:
 
     def _generate(self, image, options: GenerationOptions, progress: ProgressCallback) -> GenerationResult:
         started = time.perf_counter()
-        timer = _Timer()
+        timer = RunLog()
         warnings: list[str] = []
 
         progress("decode", 0.0, "Decoding image")
-        with timer.stage("decode"):
+        with timer.timed("decode"):
             rgba = self._decode(image)
         progress("decode", 1.0, f"Image {rgba.width}x{rgba.height}")
 
         progress("background", 0.0, "Removing background")
-        with timer.stage("background"):
+        with timer.timed("background"):
             rgba = self._remove_background(rgba, options, warnings)
         progress("background", 1.0, "Background done")
 
@@ -152,7 +136,7 @@ class ImageTo3D:
         if choice.name != options.model and options.model == AUTO and choice.name == DRAFT:
             warnings.append(choice.notice)
         progress("shape", 0.0, f"Generating shape with {choice.name}")
-        with timer.stage("shape"):
+        with timer.timed("shape"):
             shape = self.backend(choice.name).generate(rgba, options, progress)
         warnings.extend(shape.warnings)
         progress("shape", 1.0, f"Shape: {len(shape.mesh.faces)} faces")
@@ -161,14 +145,14 @@ class ImageTo3D:
         texture_timings: dict[str, float] = {}
         rasterizer = None
         progress("texture", 0.0, "Texturing")
-        with timer.stage("texture"):
+        with timer.timed("texture"):
             if options.generate_texture and not textured:
                 mesh, rasterizer = self._paint(mesh, rgba, options, progress, warnings, texture_timings)
                 textured = rasterizer is not None
         progress("texture", 1.0, "Texture done" if textured else "No texture")
 
         progress("export", 0.0, "Writing GLB")
-        with timer.stage("export"):
+        with timer.timed("export"):
             from .export import export_glb
 
             extras = {"options": options.to_dict(), "model": choice.name, "generator": GENERATOR}

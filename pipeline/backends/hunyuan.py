@@ -16,12 +16,13 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
 from ..errors import ImageError, OutOfMemoryError, PipelineError
 from ..models import HUNYUAN_MODELS, ShapeModelSpec
+from ..progress import RunLog as _Run
 from ..settings import Settings, load_settings
 from ..types import ShapeOutput
 from ..weights import ResolvedModel, ShapeFolder, resolve_model
@@ -61,22 +62,6 @@ class ShapeParams:
             num_chunks=options.num_chunks or DEFAULT_NUM_CHUNKS,
             seed=options.seed,
         )
-
-
-@dataclass
-class _Run:
-    """Warnings and timings collected while one request runs."""
-
-    warnings: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def timed(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
 
 
 # -- loading ------------------------------------------------------------------

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
 from ..errors import ImageError, OptionsError, OutOfMemoryError, PipelineError, WeightsMissingError
 from ..models import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
-from ..progress import ProgressCallback, null_progress
+from ..progress import ProgressCallback, RunLog as _Run, null_progress
 from ..settings import Settings, load_settings
 from ..weights import TEXTURE_REPO, described_candidates, diffusers_folder_complete, find_folder
 
@@ -179,22 +179,6 @@ class TextureResult:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     rasterizer: str = ""
-
-
-@dataclass
-class _Run:
-    """Timings and warnings collected while one request runs."""
-
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    @contextmanager
-    def timed(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)
 
 
 class _Span:
