@@ -119,24 +119,27 @@ class ImageTo3D:
 
     def _generate(self, image, options: GenerationOptions, progress: ProgressCallback) -> GenerationResult:
         started = time.perf_counter()
-        timer = RunLog()
-        warnings: list[str] = []
+        run = RunLog()
+        warnings = run.warnings
 
         progress("decode", 0.0, "Decoding image")
-        with timer.timed("decode"):
+        with run.timed("decode"):
             rgba = self._decode(image)
         progress("decode", 1.0, f"Image {rgba.width}x{rgba.height}")
 
+        # After the cheap input checks, before any slow work: a model whose
+        # weights are missing fails here, not after background removal.
+        choice = self.choose_model(options.model)
+        if options.model == AUTO and choice.name == DRAFT:
+            warnings.append(choice.notice)
+
         progress("background", 0.0, "Removing background")
-        with timer.timed("background"):
+        with run.timed("background"):
             rgba = self._remove_background(rgba, options, warnings)
         progress("background", 1.0, "Background done")
 
-        choice = self.choose_model(options.model)
-        if choice.name != options.model and options.model == AUTO and choice.name == DRAFT:
-            warnings.append(choice.notice)
         progress("shape", 0.0, f"Generating shape with {choice.name}")
-        with timer.timed("shape"):
+        with run.timed("shape"):
             shape = self.backend(choice.name).generate(rgba, options, progress)
         warnings.extend(shape.warnings)
         progress("shape", 1.0, f"Shape: {len(shape.mesh.faces)} faces")
@@ -145,14 +148,14 @@ class ImageTo3D:
         texture_timings: dict[str, float] = {}
         rasterizer = None
         progress("texture", 0.0, "Texturing")
-        with timer.timed("texture"):
+        with run.timed("texture"):
             if options.generate_texture and not textured:
                 mesh, rasterizer = self._paint(mesh, rgba, options, progress, warnings, texture_timings)
                 textured = rasterizer is not None
         progress("texture", 1.0, "Texture done" if textured else "No texture")
 
         progress("export", 0.0, "Writing GLB")
-        with timer.timed("export"):
+        with run.timed("export"):
             from .export import export_glb
 
             extras = {"options": options.to_dict(), "model": choice.name, "generator": GENERATOR}
@@ -160,7 +163,7 @@ class ImageTo3D:
         progress("export", 1.0, f"GLB {len(glb)} bytes")
 
         timings = {
-            **timer.timings,
+            **run.timings,
             **{f"{choice.name}.{k}": v for k, v in shape.timings.items()},
             **{f"texture.{k}": v for k, v in texture_timings.items()},
         }
