@@ -16,12 +16,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, describe_failure
 from pipeline.models import MODEL_CHOICES, PAINT_MODELS, TEXTURE_SIZES
 from pipeline.options import FIELDS_BY_NAME, parse_options
 from pipeline.progress import STAGES
 from pipeline.remote import RemoteGenerator, RemoteSettings
 from pipeline.service import ImageTo3D
+from pipeline.settings import env_int
 from pipeline.types import GenerationResult
 
 DEFAULT_QUEUE_SIZE = 16
@@ -125,8 +126,8 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                 progress((index + min(max(fraction, 0.0), 1.0)) / len(STAGES), desc=f"{stage}: {message}")
 
             result = pipeline.generate(image_bytes, options, report)
-        except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the worker's sentence
+            raise gr.Error(describe_failure(exc)[0]) from None
         for warning in result.warnings:
             gr.Warning(warning)
         path = _output_dir() / f"model-{uuid.uuid4().hex[:12]}.glb"
@@ -182,7 +183,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             outputs=[viewer, download, stats, stats_json, seed],
             api_name="generate",
         )
-    queue_size = int(os.environ.get("HY3D_QUEUE_SIZE", DEFAULT_QUEUE_SIZE))
+    queue_size = env_int("HY3D_QUEUE_SIZE", DEFAULT_QUEUE_SIZE)
     demo.queue(default_concurrency_limit=1, max_size=queue_size)
     return demo
 
@@ -190,14 +191,17 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Image-to-3D Gradio app")
     parser.add_argument("--host", default=os.environ.get("HY3D_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("HY3D_PORT", "7860")))
+    parser.add_argument("--port", type=int, default=env_int("HY3D_PORT", 7860))
     parser.add_argument("--auth", default=os.environ.get("HY3D_AUTH"),
                         help="basic auth as user:password (env HY3D_AUTH)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except PipelineError as exc:
+        raise SystemExit(str(exc)) from None
     auth = None
     if args.auth:
         user, sep, password = args.auth.partition(":")
@@ -206,9 +210,9 @@ def main(argv: list[str] | None = None) -> None:
         auth = (user, password)
     try:
         remote = RemoteSettings.from_env()
-    except PipelineError as exc:
+        demo = build_demo(RemoteGenerator(remote) if remote else None)
+    except PipelineError as exc:  # bad configuration: one clear line, no traceback
         raise SystemExit(str(exc)) from None
-    demo = build_demo(RemoteGenerator(remote) if remote else None)
     demo.launch(server_name=args.host, server_port=args.port, auth=auth, show_error=True)
 
 

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from pipeline.delivery import BucketConfig, Delivery, DeliveryError, deliver, inline_budget_bytes
-from pipeline.errors import OutOfMemoryError, PipelineError, is_out_of_memory
+from pipeline.errors import PipelineError, describe_failure
 from pipeline.options import parse_options
 from pipeline.progress import throttled
 from pipeline.service import ImageTo3D
@@ -109,19 +109,11 @@ def handler(job: dict) -> dict[str, Any]:
         )
         progress("export", 1.0, f"Delivered {delivery.method}")
         return to_response(result, delivery)
-    except OutOfMemoryError as exc:
-        return {"error": str(exc), "refresh_worker": True}
-    except PipelineError as exc:
-        return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - the worker must keep serving
-        if is_out_of_memory(exc):
-            return {
-                "error": "The GPU ran out of memory; retry with a higher 'profile' (up to 5) or a smaller "
-                "'octree_resolution'.",
-                "refresh_worker": True,
-            }
-        log.exception("job failed")
-        return {"error": f"Internal error ({type(exc).__name__}): {exc}"}
+        if not isinstance(exc, PipelineError):
+            log.exception("job failed")
+        message, restart = describe_failure(exc)
+        return {"error": message, "refresh_worker": True} if restart else {"error": message}
 
 
 def startup_check() -> str:

@@ -22,6 +22,8 @@ from typing import Callable
 from .errors import OptionsError, PipelineError
 
 DEFAULT_INLINE_BUDGET_MB = 7.5
+# The largest budget whose base64 (4/3) plus 10 kB of JSON fits 10 MiB: 7.85 MB.
+MAX_INLINE_BUDGET_MB = 7.85
 # runpod's rp_upload presigns for 7 days (ExpiresIn=604800).
 PRESIGNED_URL_SECONDS = 604800
 # Texture shrink steps tried in order when a GLB is over budget with no bucket:
@@ -63,8 +65,11 @@ def inline_budget_bytes() -> int:
         megabytes = float(raw) if raw else DEFAULT_INLINE_BUDGET_MB
     except ValueError:
         raise OptionsError(f"Environment variable HY3D_INLINE_BUDGET_MB must be a number, got {raw!r}.") from None
-    if not 0 < megabytes <= 15:
-        raise OptionsError(f"Environment variable HY3D_INLINE_BUDGET_MB must be above 0 and at most 15, got {raw}.")
+    if not 0 < megabytes <= MAX_INLINE_BUDGET_MB:
+        raise OptionsError(
+            f"Environment variable HY3D_INLINE_BUDGET_MB must be above 0 and at most {MAX_INLINE_BUDGET_MB} "
+            f"(base64 of more would not fit RunPod's 10 MiB /run cap), got {raw}."
+        )
     return int(megabytes * 1_000_000)
 
 

@@ -45,3 +45,21 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     name = type(exc).__name__
     return name == "OutOfMemoryError" or "CUDA out of memory" in str(exc)
+
+
+OOM_MESSAGE = (
+    "The GPU ran out of memory; retry with a higher 'profile' (up to 5) or a smaller 'octree_resolution'."
+)
+
+
+def describe_failure(exc: BaseException) -> tuple[str, bool]:
+    """The sentence a caller sees for ``exc``, and whether the process should
+    restart afterwards (after a CUDA OOM the allocator is best replaced).
+    Shared by the worker and the app so both faces say the same thing."""
+    if isinstance(exc, OutOfMemoryError):
+        return str(exc), True
+    if isinstance(exc, PipelineError):
+        return str(exc), False
+    if is_out_of_memory(exc):
+        return OOM_MESSAGE, True
+    return f"Internal error ({type(exc).__name__}): {exc}", False

@@ -53,11 +53,14 @@ class FieldSpec:
         if not _has_type(value, self.kind):
             raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got {_describe(value)}.")
         if self.kind is float:
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # a JSON integer with hundreds of digits
+                raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got a number out of range.") from None
             if not math.isfinite(value):
                 raise OptionsError(f"Field '{self.name}' must be a finite number, got {value}.")
         if self.choices is not None and value not in self.choices:
-            raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got {value!r}.")
+            raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got {_describe(value)}.")
         if (self.minimum is not None and value < self.minimum) or (
             self.maximum is not None and value > self.maximum
         ):
@@ -66,7 +69,11 @@ class FieldSpec:
 
 
 def _fmt(number: float) -> str:
-    return str(int(number)) if float(number).is_integer() else str(number)
+    """Integers as written (never via float, which overflows), shortened when huge."""
+    if isinstance(number, int) or float(number).is_integer():
+        text = str(int(number))
+        return text if len(text) <= 24 else text[:21] + "..."
+    return str(number)
 
 
 def _has_type(value: Any, kind: type) -> bool:
@@ -188,7 +195,8 @@ def parse_options(
     unknown = sorted(k for k in raw if k not in FIELDS_BY_NAME and k not in ignore)
     if unknown:
         allowed = ", ".join(sorted((*FIELDS_BY_NAME, *ignore)))
-        raise OptionsError(f"Unknown field '{unknown[0]}'; allowed fields are: {allowed}.")
+        name = unknown[0] if len(unknown[0]) <= 40 else unknown[0][:37] + "..."
+        raise OptionsError(f"Unknown field '{name}'; allowed fields are: {allowed}.")
     settings = settings or load_settings()
     values = {}
     for spec in FIELDS:

@@ -164,8 +164,8 @@ class ImageTo3D:
 
         timings = {
             **run.timings,
-            **{f"{choice.name}.{k}": v for k, v in shape.timings.items()},
-            **{f"texture.{k}": v for k, v in texture_timings.items()},
+            **{f"{choice.name}.{k}": round(v, 4) for k, v in shape.timings.items()},
+            **{f"texture.{k}": round(v, 4) for k, v in texture_timings.items()},
         }
         return GenerationResult(
             glb=glb,

@@ -11,12 +11,13 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import OptionsError
+from .models import MODEL_CHOICES
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
-def _env_int(name: str, default: int, minimum: int = 1) -> int:
+def env_int(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -45,7 +46,11 @@ class Settings:
 
 def load_settings() -> Settings:
     model_env = os.environ.get("HY3D_MODEL", "").strip()
-    profile = _env_int("HY3D_PROFILE", 3)
+    if model_env and model_env not in MODEL_CHOICES:
+        raise OptionsError(
+            f"Environment variable HY3D_MODEL must be one of {', '.join(MODEL_CHOICES)}, got {model_env[:40]!r}."
+        )
+    profile = env_int("HY3D_PROFILE", 3)
     if not 1 <= profile <= 5:
         raise OptionsError(f"Environment variable HY3D_PROFILE must be from 1 to 5, got {profile}.")
     device = os.environ.get("HY3D_DEVICE", "auto").strip().lower() or "auto"
@@ -55,8 +60,8 @@ def load_settings() -> Settings:
         default_model=model_env or "auto",
         model_from_env=bool(model_env),
         default_profile=profile,
-        max_image_bytes=_env_int("HY3D_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES),
-        max_image_pixels=_env_int("HY3D_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
+        max_image_bytes=env_int("HY3D_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES),
+        max_image_pixels=env_int("HY3D_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
         rembg_model=os.environ.get("REMBG_MODEL", "").strip() or "u2net",
         device=device,
     )

@@ -4,15 +4,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
-if ! command -v chromium >/dev/null 2>&1; then
+# System tools the tests drive: Debian's chromium (browser test) and Node.js
+# with npm (the Khronos glTF validator).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # Some nodejs builds bundle npm, Debian's does not.
+    command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm
   else
-    echo "chromium is missing: install Debian's 'chromium' package (browser test will fail in CI)" >&2
+    echo "missing system packages: ${missing[*]} (install them; the browser and validator tests need them)" >&2
   fi
 fi
-if [ -f tests/js/package-lock.json ]; then
+if command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 fi
 exec .venv/bin/python -m pytest -m "slow or not slow" "$@"

@@ -63,3 +63,10 @@ def test_remote_mode_builds_a_remote_demo(monkeypatch):
     monkeypatch.setattr(app, "build_demo", lambda pipeline=None: built.append(pipeline) or FakeDemo())
     app.main([])
     assert isinstance(built[0], RemoteGenerator)
+
+
+@pytest.mark.parametrize("name,value", [("HY3D_PORT", "http"), ("HY3D_QUEUE_SIZE", "abc"), ("HY3D_MODEL", "bogus")])
+def test_bad_configuration_exits_with_one_clear_line(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match=name):
+        app.main([])

@@ -156,7 +156,7 @@ def test_half_configured_bucket_is_named(monkeypatch):
         BucketConfig.from_env()
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "16"])
+@pytest.mark.parametrize("value", ["abc", "0", "7.9", "16"])
 def test_bad_budget_env(monkeypatch, value, subject_b64):
     monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", value)
     assert "HY3D_INLINE_BUDGET_MB" in job(subject_b64)["error"]

@@ -59,11 +59,11 @@ WRONG_TYPE = {
 }
 OUT_OF_RANGE = {
     "profile": [0, 6, -1, 9],
-    "seed": [-1, 2**32],
+    "seed": [-1, 2**32, 10**400, -(10**400)],
     "model": ["hunyuan3d-3", "Draft", ""],
     "max_faces": [999, 500001],
     "steps": [0, 101],
-    "guidance_scale": [-0.1, 20.5, float("nan"), float("inf")],
+    "guidance_scale": [-0.1, 20.5, float("nan"), float("inf"), 10**400],
     "octree_resolution": [63, 513],
     "num_chunks": [999, 500001],
     "texture_size": [256, 4096, 1000],
@@ -116,3 +116,17 @@ def test_valid_values_pass_through():
 def test_input_must_be_mapping():
     with pytest.raises(OptionsError, match="JSON object"):
         parse_options(["profile", 3])  # type: ignore[arg-type]
+
+
+def test_error_sentences_stay_short():
+    for raw in ({"model": "x" * 1_000_000}, {"x" * 1_000_000: 1}, {"seed": 10**400}):
+        with pytest.raises(OptionsError) as info:
+            parse_options(raw)
+        assert len(str(info.value)) < 400
+
+
+@pytest.mark.parametrize("value", ["bogus", "Draft"])
+def test_bad_env_model(monkeypatch, value):
+    monkeypatch.setenv("HY3D_MODEL", value)
+    with pytest.raises(OptionsError, match="HY3D_MODEL"):
+        load_settings()

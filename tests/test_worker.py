@@ -171,3 +171,14 @@ def test_same_seed_same_model(subject_b64):
     a = run({"image": subject_b64, "model": "draft", "remove_background": False, "seed": 7})
     b = run({"image": subject_b64, "model": "draft", "remove_background": False, "seed": 7})
     assert base64.b64decode(a["model_base64"]) == base64.b64decode(b["model_base64"])
+
+
+def test_bad_env_model_is_a_sentence_not_a_crash(subject_b64, monkeypatch):
+    monkeypatch.setenv("HY3D_MODEL", "bogus")
+    response = run({"image": subject_b64})
+    assert set(response) == {"error"} and "HY3D_MODEL" in response["error"]
+
+
+def test_huge_numbers_name_the_field(subject_b64):
+    response = run({"image": subject_b64, "seed": 10**400})
+    assert response["error"].startswith("Field 'seed' must be an integer from 0 to 4294967295")
