@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .image_io import has_real_transparency
+from .image_io import has_real_transparency, largest_component
 from .settings import Settings
+from .weights import rembg_homes, rembg_weight_candidates
 
 log = logging.getLogger(__name__)
 
@@ -61,35 +62,6 @@ class WeightsLookup:
         return f"{reason}; used a GrabCut cutout instead. {self.hint}".rstrip()
 
 
-def _xdg(name: str, default: str) -> str:
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return os.path.join(xdg, name) if xdg else os.path.join("~", default)
-
-
-def rembg_homes() -> tuple[Path, Path, str]:
-    """rembg's (home, legacy home, source of home), as rembg 2.0.86 computes them.
-
-    ``U2NET_HOME`` wins for both; otherwise models live under
-    ``REMBG_HOME/models/<name>/`` and old flat downloads in ``~/.u2net``.
-    """
-    u2net_home = os.environ.get("U2NET_HOME")
-    if u2net_home:
-        home = Path(os.path.expanduser(u2net_home))
-        return home, home, "U2NET_HOME"
-    legacy = Path(os.path.expanduser(_xdg(".u2net", ".u2net")))
-    rembg_home = os.environ.get("REMBG_HOME")
-    if rembg_home:
-        return Path(os.path.expanduser(rembg_home)), legacy, "REMBG_HOME"
-    return Path(os.path.expanduser(_xdg("rembg", ".rembg"))), legacy, "default folders"
-
-
-def weight_candidates(model: str) -> tuple[Path, ...]:
-    """Files rembg checks for ``model`` before it would download, in order."""
-    home, legacy, _ = rembg_homes()
-    fname = f"{model}.onnx"
-    return tuple(dict.fromkeys([home / "models" / model / fname, legacy / fname]))
-
-
 def _inside(path: Path, root: Path) -> bool:
     path_s, root_s = os.path.abspath(path), os.path.abspath(root)
     return path_s == root_s or path_s.startswith(root_s + os.sep)
@@ -122,7 +94,7 @@ def find_weights(model: str, model_path: str | os.PathLike | None = None) -> Wei
     if model == CUSTOM_MODEL:
         return _lookup_custom(model_path)
     _, _, source = rembg_homes()
-    candidates = weight_candidates(model)
+    candidates = rembg_weight_candidates(model)
     found = next((p for p in candidates if p.is_file()), None)
     if found is not None:
         return WeightsLookup(model, found, candidates, source)
@@ -142,16 +114,6 @@ def _rembg_agrees(rembg: Any, lookup: WeightsLookup) -> bool:
     return resolve(f"{lookup.model}.onnx") is not None
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    import cv2
-
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
-        return mask
-    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return np.where(labels == biggest, 255, 0).astype(np.uint8)
-
-
 def _grabcut_mask(rgb: np.ndarray) -> np.ndarray:
     """Binary (0/255) foreground mask; everything outside an inset rectangle is background."""
     import cv2
@@ -167,7 +129,7 @@ def _grabcut_mask(rgb: np.ndarray) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
-    return _largest_component(mask)
+    return largest_component(mask)
 
 
 def grabcut_cutout(img: Image.Image) -> tuple[Image.Image, list[str]]:

@@ -299,3 +299,16 @@ def encode_png(img: Image.Image, compress_level: int = 1) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (uint8, any "on" value) with only its largest 8-connected
+    foreground component kept; shared by the cutout and the draft backend,
+    which both drop stray specks."""
+    import cv2  # deferred: image decoding alone should not pay for OpenCV
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 2:  # no foreground, or a single component: nothing to drop
+        return mask
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return mask * (labels == biggest).astype(mask.dtype)

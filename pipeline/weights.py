@@ -282,19 +282,38 @@ def resolve_auto_model() -> str | None:
 
 # -- other assets (texture models, rembg) --------------------------------------
 
+def _xdg(name: str, default: str) -> str:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return os.path.join(xdg, name) if xdg else os.path.join("~", default)
+
+
+def rembg_homes() -> tuple[Path, Path, str]:
+    """rembg's (home, legacy home, source of home), as rembg 2.0.86 computes them.
+
+    ``U2NET_HOME`` wins for both; otherwise models live under
+    ``REMBG_HOME/models/<name>/`` and old flat downloads in ``~/.u2net``.
+    """
+    u2net_home = os.environ.get("U2NET_HOME")
+    if u2net_home:
+        home = Path(os.path.expanduser(u2net_home))
+        return home, home, "U2NET_HOME"
+    legacy = Path(os.path.expanduser(_xdg(".u2net", ".u2net")))
+    rembg_home = os.environ.get("REMBG_HOME")
+    if rembg_home:
+        return Path(os.path.expanduser(rembg_home)), legacy, "REMBG_HOME"
+    return Path(os.path.expanduser(_xdg("rembg", ".rembg"))), legacy, "default folders"
+
+
+def rembg_weight_candidates(model: str) -> tuple[Path, ...]:
+    """Files rembg checks for ``model`` before it would download, in order."""
+    home, legacy, _ = rembg_homes()
+    fname = f"{model}.onnx"
+    return tuple(dict.fromkeys([home / "models" / model / fname, legacy / fname]))
+
+
 def rembg_model_path(name: str = "u2net") -> Path | None:
-    """rembg 2.0.86's own lookup: ``<home>/models/<name>/<name>.onnx``, then the
-    legacy flat ``$U2NET_HOME/<name>.onnx``; ``U2NET_HOME`` wins as home."""
-    legacy = _env_path("U2NET_HOME", default=os.path.join(os.environ.get("XDG_DATA_HOME", "~"), ".u2net"))
-    if os.environ.get("U2NET_HOME", "").strip():
-        home = legacy
-    else:
-        xdg = os.environ.get("XDG_DATA_HOME", "").strip()
-        home = _env_path("REMBG_HOME", default=os.path.join(xdg, "rembg") if xdg else "~/.rembg")
-    for path in (home / "models" / name / f"{name}.onnx", legacy / f"{name}.onnx"):
-        if _file_size(path) > 0:
-            return path
-    return None
+    """The first non-empty file among rembg's own candidates, or None."""
+    return next((path for path in rembg_weight_candidates(name) if _file_size(path) > 0), None)
 
 
 @dataclass(frozen=True)

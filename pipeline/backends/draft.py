@@ -40,6 +40,7 @@ from scipy.sparse import coo_matrix, csgraph
 from skimage import measure
 
 from ..errors import InputError
+from ..image_io import largest_component
 from ..options import GenerationOptions
 from ..progress import ProgressCallback
 from ..types import ShapeOutput
@@ -95,22 +96,13 @@ def subject_mask(alpha: np.ndarray) -> np.ndarray:
     blobs, and pinholes tiny tunnels.
     """
     mask = (alpha > ALPHA_THRESHOLD).astype(np.uint8)
-    mask = _largest_component(mask)
+    mask = largest_component(mask)
     if not mask.any():
         raise InputError(
             "The image has no foreground subject after background removal; "
             "use an image with a clear subject, or one whose alpha channel marks it."
         )
     return _fill_small_holes(mask, HOLE_FILL_SHARE)
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a 0/1 mask (empty stays empty)."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 2:
-        return mask
-    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return (labels == biggest).astype(np.uint8)
 
 
 def _fill_small_holes(mask: np.ndarray, share: float) -> np.ndarray:
@@ -186,7 +178,7 @@ def _fine_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     fine = (coverage >= 0.5).astype(np.uint8)
     if not fine.any():  # a subject thinner than a sample still gets one
         fine[np.unravel_index(np.argmax(coverage), coverage.shape)] = 1
-    return np.pad(_largest_component(fine), PAD_CELLS * SUPERSAMPLE)
+    return np.pad(largest_component(fine), PAD_CELLS * SUPERSAMPLE)
 
 
 def inscribed_radius(depth: np.ndarray) -> np.ndarray:
