@@ -113,12 +113,11 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
         if randomize_seed:
             seed = random.randint(0, 2**31 - 1)
         try:
-            options = parse_options(
-                request_fields(
-                    model, profile, generate_texture, remove_background, seed, max_faces,
-                    steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
-                )
+            fields = request_fields(
+                model, profile, generate_texture, remove_background, seed, max_faces,
+                steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
             )
+            options = parse_options(fields, settings=settings)
             image_bytes = Path(image_path).read_bytes()
 
             def report(stage: str, fraction: float, message: str = "") -> None:

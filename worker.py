@@ -90,7 +90,9 @@ def handler(job: dict) -> dict[str, Any]:
             return {"error": "Field 'image' is required: base64 PNG, JPEG or WebP."}
         if not isinstance(payload["image"], str):
             return {"error": "Field 'image' must be a base64 string."}
-        options = parse_options(payload, ignore=("image",))
+        pipeline = get_pipeline()
+        # Defaults (HY3D_MODEL, HY3D_PROFILE) come from the settings the pipeline loaded at start-up.
+        options = parse_options(payload, settings=pipeline.settings, ignore=("image",))
         # Delivery settings are checked before the models run, so a job that
         # could never be returned fails in milliseconds, not after a minute.
         budget, bucket = inline_budget_bytes(), BucketConfig.from_env()
@@ -100,7 +102,6 @@ def handler(job: dict) -> dict[str, Any]:
                 "BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME."
             )
         progress = _progress_reporter(job)
-        pipeline = get_pipeline()
         result = pipeline.generate(payload["image"], options, progress)
         reexport = (lambda quality, size: pipeline.reexport(result, quality, size)) if result.textured else None
         delivery = deliver(
