@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol
+from typing import Iterator, Protocol
 
 # The stages every face shows, in order.
 STAGES = ("decode", "background", "shape", "texture", "export")
@@ -40,8 +40,6 @@ def throttled(callback: ProgressCallback, min_interval_s: float = 0.5) -> Progre
 
     return report
 
-
-ProgressFn = Callable[[str, float, str], None]
 
 
 @dataclass

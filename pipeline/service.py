@@ -27,8 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-ImageInput = "bytes | str | Image.Image"
-
 
 @dataclass(frozen=True)
 class ModelChoice:

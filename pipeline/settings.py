@@ -8,7 +8,7 @@ documented in the README's configuration table.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import OptionsError
 from .models import MODEL_CHOICES
@@ -35,13 +35,11 @@ class Settings:
     """Deployment configuration; request fields live in :mod:`pipeline.options`."""
 
     default_model: str = "auto"
-    model_from_env: bool = False
     default_profile: int = 3
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     rembg_model: str = "u2net"
     device: str = "auto"
-    extra: dict = field(default_factory=dict)
 
 
 def load_settings() -> Settings:
@@ -58,7 +56,6 @@ def load_settings() -> Settings:
         raise OptionsError(f"Environment variable HY3D_DEVICE must be auto, cpu or cuda, got {device!r}.")
     return Settings(
         default_model=model_env or "auto",
-        model_from_env=bool(model_env),
         default_profile=profile,
         max_image_bytes=env_int("HY3D_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES),
         max_image_pixels=env_int("HY3D_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
