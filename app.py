@@ -47,6 +47,7 @@ def request_fields(
     num_chunks: float | None,
     texture_size: float | str | None = None,
     paint_model: str | None = None,
+    smooth_normals: bool | None = None,
 ) -> dict[str, Any]:
     """Widget values -> request fields. Sliders and number boxes send floats;
     whole numbers become ints so the shared schema's strict checks apply."""
@@ -69,6 +70,7 @@ def request_fields(
         "texture_size": int(texture_size) if isinstance(texture_size, str) and texture_size.isdigit()
         else as_int(texture_size),
         "paint_model": paint_model,
+        "smooth_normals": smooth_normals,
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -106,7 +108,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
     def generate(
         image_path, model, profile, generate_texture, remove_background, seed, randomize_seed,
         max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
-        progress=gr.Progress(),
+        smooth_normals=False, progress=gr.Progress(),
     ):
         if not image_path:
             raise gr.Error("Upload an image first.")
@@ -115,7 +117,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
         try:
             fields = request_fields(
                 model, profile, generate_texture, remove_background, seed, max_faces,
-                steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
+                steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model, smooth_normals,
             )
             options = parse_options(fields, settings=settings)
             image_bytes = Path(image_path).read_bytes()
@@ -168,6 +170,8 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                                                label="Texture size (px)")
                     paint_model = gr.Dropdown(list(PAINT_MODELS), value=FIELDS_BY_NAME["paint_model"].default,
                                               label="Paint model")
+                    smooth_normals = gr.Checkbox(value=FIELDS_BY_NAME["smooth_normals"].default,
+                                                 label="Smooth normals (+12 bytes a vertex)")
                 button = gr.Button("Generate", variant="primary", elem_id="generate-button")
             with gr.Column(scale=1):
                 viewer = gr.Model3D(label="Preview", clear_color=(0.92, 0.92, 0.92, 1.0), height=480,
@@ -178,7 +182,8 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
         button.click(
             generate,
             inputs=[image, model, profile, generate_texture, remove_background, seed, randomize_seed,
-                    max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model],
+                    max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
+                    smooth_normals],
             outputs=[viewer, download, stats, stats_json, seed],
             api_name="generate",
         )

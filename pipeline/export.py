@@ -16,9 +16,15 @@ the mesh is textured, its base colour texture as JPEG.
   (-240 KB at 40k faces). Its ``tree_postprocessor`` hook adds the buffer-view
   targets the Khronos validator asks for (BUFFER_VIEW_TARGET_MISSING), the
   ``asset.generator`` and ``asset.extras``.
-* Vertex normals are written (12 bytes a vertex, about 0.34 MB at 40k
-  faces), welded across UV seams: without them glTF viewers shade flat, and
-  hy3dgen's GLBs have none.
+* Vertex normals only on request (``smooth_normals``): 12 bytes a vertex,
+  0.33 MB of a 1.5 MB GLB at 40k faces with a 2048 texture, which alone kept
+  the GLB above a quarter of hy3dgen's (bench/postprocess.py: 0.307 with,
+  0.247 without). Without them glTF viewers shade flat, exactly as they do
+  hy3dgen's own GLBs, which have none. When written they are welded across UV
+  seams. Cheaper encodings were ruled out: int8 normals need
+  KHR_mesh_quantization (an extension importers may refuse) and normalised
+  uint16 UVs, though core glTF, load wrong in trimesh 5.2 (it ignores
+  ``normalized``).
 """
 
 from __future__ import annotations
@@ -164,13 +170,13 @@ def export_glb(
     extras: dict | None = None,
     jpeg_quality: int = 90,
     max_texture_size: int | None = None,
-    include_normals: bool = True,
+    include_normals: bool = False,
 ) -> bytes:
     """The mesh as GLB bytes; see the module docstring for the format choices.
 
     ``extras`` (JSON-serialisable) is stored as ``asset.extras`` together with
     ``generator``, which is also written to ``asset.generator``.
-    ``include_normals=False`` trades smooth shading for 12 bytes a vertex.
+    ``include_normals=True`` buys smooth shading for 12 bytes a vertex.
     """
     if len(mesh.faces) == 0:
         raise ValueError("cannot export a mesh without faces")

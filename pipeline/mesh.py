@@ -16,12 +16,16 @@ The choices, measured on a 2-core machine on a 384^3 octree-style grid with a
   ``agg=7`` had 4x the error. Its stopping threshold is absolute, so the mesh
   is brought to a fixed scale first, and passes repeat if it stops early.
 * UV unwrap: xatlas with ``max_iterations=0`` and a chart boundary capped at
-  44 mean edge lengths. Uncapped, a 40k decimated mesh with thin parts took
-  18 s (a few huge charts are slow to parameterise) with 1076 charts and
-  stretch 0.09 (mean |log area ratio|); capped, 0.8 s with 544 charts, the
-  same vertex count and stretch 0.017. Caps of 30/60 edges: 0.76 s/847
-  charts, 1.0 s/385 charts. In edge lengths (not a fraction of the area) the
-  charts keep a similar face count whatever the budget.
+  80 mean edge lengths. Uncapped, a 40k decimated mesh with thin parts took
+  11-18 s (a few huge charts are slow to parameterise), stretch 0.09 (mean
+  |log area ratio|). Caps at 40k faces (256^3 / 384^3 subject, bench/uv.py
+  figures): 44 edges 0.7-1.0 s, 474-531 charts, 27.5-28.1k vertices, texel
+  coverage 0.51-0.53; 80 edges 1.1 s, 273-277 charts, 25.3-25.8k vertices,
+  coverage 0.54-0.56, stretch 0.022; 100 edges 1.2-1.4 s for 0.4k fewer
+  vertices and stretch 0.027. Every seam vertex is one more GLB vertex (20
+  bytes), so 80 buys 45 KB and 4 % more texels for a few tenths of a second.
+  In edge lengths (not a fraction of the area) the charts keep a similar face
+  count whatever the budget.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ DECIMATE_AGG = (3.0, 5.0, 7.0)
 DECIMATE_DIAGONAL = 2.0 * 3.0**0.5
 # xatlas: max_iterations=0 and a chart boundary cap in mean edge lengths.
 UV_MAX_ITERATIONS = 0
-UV_BOUNDARY_EDGES = 44.0
+UV_BOUNDARY_EDGES = 80.0
 
 Bounds = float | Sequence[float]
 

@@ -140,6 +140,11 @@ FIELDS: tuple[FieldSpec, ...] = (
         choices=PAINT_MODELS,
     ),
     FieldSpec(
+        "smooth_normals", bool, False,
+        "Write smooth vertex normals (+12 bytes a vertex, about 0.3 MB at 40k faces). Off, viewers shade flat, "
+        "as they do hy3dgen's own GLBs.",
+    ),
+    FieldSpec(
         "output", str, "auto",
         "How the GLB comes back: inline (base64 only), url (bucket upload), auto (inline under the budget).",
         choices=("auto", "inline", "url"),
@@ -165,6 +170,7 @@ class GenerationOptions:
     num_chunks: int | None = None
     texture_size: int = 2048
     paint_model: str = DEFAULT_PAINT_MODEL
+    smooth_normals: bool = False
     output: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:

@@ -157,7 +157,7 @@ class ImageTo3D:
             from .export import export_glb
 
             extras = {"options": options.to_dict(), "model": choice.name, "generator": GENERATOR}
-            glb = export_glb(mesh, extras=extras)
+            glb = export_glb(mesh, extras=extras, include_normals=options.smooth_normals)
         progress("export", 1.0, f"GLB {len(glb)} bytes")
 
         timings = {
@@ -188,7 +188,8 @@ class ImageTo3D:
         from .export import export_glb
 
         return export_glb(
-            result.mesh, extras=result.extras, jpeg_quality=jpeg_quality, max_texture_size=max_texture_size
+            result.mesh, extras=result.extras, jpeg_quality=jpeg_quality, max_texture_size=max_texture_size,
+            include_normals=bool(result.options.get("smooth_normals", False)),
         )
 
     def _decode(self, image) -> "Image.Image":

@@ -87,11 +87,11 @@ def test_request_fields_translation():
     import app
 
     fields = app.request_fields("draft", 3.0, True, False, 12.0, 40000.0, None, 5.0, 256.0, None, "1024",
-                                "hunyuan3d-paint-v2-0")
+                                "hunyuan3d-paint-v2-0", True)
     assert fields == {
         "model": "draft", "profile": 3, "generate_texture": True, "remove_background": False, "seed": 12,
         "max_faces": 40000, "guidance_scale": 5.0, "octree_resolution": 256, "texture_size": 1024,
-        "paint_model": "hunyuan3d-paint-v2-0",
+        "paint_model": "hunyuan3d-paint-v2-0", "smooth_normals": True,
     }
 
 

@@ -67,7 +67,7 @@ def _load(glb: bytes) -> trimesh.Trimesh:
 
 def test_untextured_export_has_geometry_normals_and_a_grey_material():
     sphere = trimesh.creation.icosphere(subdivisions=3)
-    glb = export_glb(sphere)
+    glb = export_glb(sphere, include_normals=True)
     tree = _json_chunk(glb)
     (primitive,) = tree["meshes"][0]["primitives"]
     assert {"POSITION", "NORMAL"} <= set(primitive["attributes"])
@@ -91,9 +91,14 @@ def test_indices_are_uint16_when_they_fit_and_uint32_otherwise():
     assert len(_load(export_glb(big_mesh)).faces) == len(big_mesh.faces)
 
 
-def test_normals_can_be_left_out():
-    tree = _json_chunk(export_glb(trimesh.creation.icosphere(subdivisions=2), include_normals=False))
-    assert "NORMAL" not in tree["meshes"][0]["primitives"][0]["attributes"]
+def test_normals_are_left_out_unless_asked_for():
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    plain, smooth = export_glb(sphere), export_glb(sphere, include_normals=True)
+    assert set(_json_chunk(plain)["meshes"][0]["primitives"][0]["attributes"]) == {"POSITION"}
+    assert "NORMAL" in _json_chunk(smooth)["meshes"][0]["primitives"][0]["attributes"]
+    extra = len(smooth) - len(plain)  # the price of smooth shading: 12 bytes a vertex plus its accessor's JSON
+    assert 12 * len(sphere.vertices) <= extra <= 12 * len(sphere.vertices) + 300
+    assert np.array_equal(_attribute(plain, "POSITION"), _attribute(smooth, "POSITION"))
 
 
 def test_extras_and_generator_round_trip():
@@ -120,7 +125,7 @@ def test_export_rejects_non_json_extras_and_empty_meshes():
 
 def test_textured_export_stores_a_jpeg_base_colour_texture(uv_mesh):
     image = Image.fromarray(detailed_texture(512))
-    glb = export_glb(_textured(uv_mesh, image), jpeg_quality=90)
+    glb = export_glb(_textured(uv_mesh, image), jpeg_quality=90, include_normals=True)
     tree = _json_chunk(glb)
     (primitive,) = tree["meshes"][0]["primitives"]
     assert {"POSITION", "NORMAL", "TEXCOORD_0"} <= set(primitive["attributes"])

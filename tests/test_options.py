@@ -55,6 +55,7 @@ WRONG_TYPE = {
     "num_chunks": [True, "8000"],
     "texture_size": [True, 2048.0, "2048", None],
     "paint_model": [1, None],
+    "smooth_normals": [1, "true", None],
     "output": [1, None, True],
 }
 OUT_OF_RANGE = {
@@ -75,7 +76,7 @@ OUT_OF_RANGE = {
 def test_tables_cover_every_field():
     names = {f.name for f in FIELDS}
     assert set(WRONG_TYPE) == names
-    assert set(OUT_OF_RANGE) == names - {"generate_texture", "remove_background"}
+    assert set(OUT_OF_RANGE) == names - {"generate_texture", "remove_background", "smooth_normals"}
 
 
 @pytest.mark.parametrize("field,value", [(f, v) for f, vs in WRONG_TYPE.items() for v in vs])

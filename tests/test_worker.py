@@ -182,3 +182,24 @@ def test_bad_env_model_is_a_sentence_not_a_crash(subject_b64, monkeypatch):
 def test_huge_numbers_name_the_field(subject_b64):
     response = run({"image": subject_b64, "seed": 10**400})
     assert response["error"].startswith("Field 'seed' must be an integer from 0 to 4294967295")
+
+
+def _glb_attributes(response: dict) -> set[str]:
+    import pygltflib
+
+    gltf = pygltflib.GLTF2.load_from_bytes(base64.b64decode(response["model_base64"]))
+    return {name for name, value in vars(gltf.meshes[0].primitives[0].attributes).items() if value is not None}
+
+
+def test_smooth_normals_only_on_request(subject_b64):
+    """Default GLBs carry no normals (like hy3dgen's); ``smooth_normals`` adds them, also after a re-encode."""
+    base = {"image": subject_b64, "model": "draft", "max_faces": 5000, "remove_background": False}
+    plain, smooth = run(base), run({**base, "smooth_normals": True})
+    assert _glb_attributes(plain) == {"POSITION", "TEXCOORD_0"}
+    assert _glb_attributes(smooth) == {"POSITION", "NORMAL", "TEXCOORD_0"}
+    assert smooth["file_size"] - plain["file_size"] >= 12 * plain["vertices"]
+    result = worker.get_pipeline().generate(subject_b64, worker.parse_options(
+        {**base, "smooth_normals": True}, ignore=("image",)))
+    smaller = worker.get_pipeline().reexport(result, 60, 256)
+    assert len(smaller) < len(result.glb)
+    assert _glb_attributes({"model_base64": base64.b64encode(smaller)}) == {"POSITION", "NORMAL", "TEXCOORD_0"}
