@@ -161,7 +161,9 @@ def main(argv: list[str] | None = None) -> float:
     old_s, new_s = statistics.median(old_times), statistics.median(new_times)
     copy_s = statistics.median(timed(lambda texture, **_: texture.copy(), case, max(1, args.new_runs))[0])
     print(f"original_s={old_s:.3f} (runs {len(old_times)})  vectorised_s={new_s:.4f} (median of {len(new_times)}, "
-          f"min {min(new_times):.4f})  texture_copy_s={copy_s:.4f} (the output copy both make)")
+          f"min {min(new_times):.4f})  texture_copy_s={copy_s:.4f} (the output copy both make; ours overlaps it)")
+    print("reference: upstream's compiled C++ meshVerticeInpaint, quoted at 0.02-0.03 s for 40k faces "
+          "(its source is not in the wheel, so it is not run here)")
     ratio = old_s / new_s
     print(f"inpaint_ratio={ratio:.1f}")
     return ratio
