@@ -36,7 +36,7 @@ def passes_needed(case: dict) -> int:
     rows, cols = inp._corner_texels(case["vtx_uv"], case["uv_idx"], h, w)
     corner_vertex = case["pos_idx"].astype(np.int64).reshape(-1)
     ok = case["mask"][rows, cols] > 0
-    colored, _ = inp._baked_colours(case["texture"], ok, rows, cols, corner_vertex, len(case["vtx_pos"]))
+    colored, _ = inp._baked_colours(case["texture"], ok, rows * w + cols, corner_vertex, len(case["vtx_pos"]))
     entries = inp._entries(corner_vertex, ok, len(case["vtx_pos"]))
     graph = inp._neighbours(case["pos_idx"], case["vtx_pos"], entries.listed)
     _, neighbour_min = inp._colouring_times(colored, entries, graph)

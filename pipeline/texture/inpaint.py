@@ -96,15 +96,20 @@ def _corner_texels(vtx_uv: np.ndarray, uv_idx: np.ndarray, height: int, width: i
     return rows[flat], cols[flat]
 
 
+def _texels(image: np.ndarray) -> np.ndarray:
+    """``image`` as [H * W, C] rows for flat texel indexing: a view when contiguous (the usual case)."""
+    return image.reshape(image.shape[0] * image.shape[1], -1)
+
+
 def _baked_colours(
-    texture: np.ndarray, ok: np.ndarray, rows: np.ndarray, cols: np.ndarray, corner_vertex: np.ndarray, n_vertices: int
+    texture: np.ndarray, ok: np.ndarray, texel: np.ndarray, corner_vertex: np.ndarray, n_vertices: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which vertices start coloured, and their colour: the texel of their last masked corner."""
     corners = np.flatnonzero(ok)
     last = _last_corner(corner_vertex[corners], corners, n_vertices)
     colored = last >= 0
     colour = np.zeros((n_vertices, texture.shape[2]), dtype=np.result_type(texture.dtype, np.float32))
-    colour[colored] = texture[rows[last[colored]], cols[last[colored]]]
+    colour[colored] = _texels(texture)[texel[last[colored]]]
     return colored, colour
 
 
@@ -248,12 +253,20 @@ def _schedule(first_success: np.ndarray, passes: int, n_baked: int) -> _Schedule
 
 
 def _previous_entry(entries: _Entries, vertex: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Position of each vertex's last entry before ``pos`` in the list (-1 if none)."""
+    """Position of each vertex's last entry before ``pos`` in the list (-1 if none).
+
+    Only listed vertices are searched: many reads target baked vertices,
+    which have no entries, and the search is the costliest step of the reads.
+    """
     size = entries.size
+    previous = np.full(len(vertex), -1, dtype=np.int64)
+    todo = np.flatnonzero(entries.listed[vertex])
+    vertex, pos = vertex[todo], pos[todo]
     idx = np.searchsorted(entries.keys, vertex * size + pos, side="left") - 1
     hit = np.maximum(idx, 0)
     found = (idx >= 0) & (entries.keys[hit] // size == vertex)
-    return np.where(found, entries.keys[hit] - vertex * size, -1)
+    previous[todo] = np.where(found, entries.keys[hit] - vertex * size, -1)
+    return previous
 
 
 @dataclass(frozen=True)
@@ -398,9 +411,10 @@ def mesh_vertex_inpaint(
     height, width = texture.shape[:2]
     n_vertices = len(vtx_pos)
     rows, cols = _corner_texels(vtx_uv, uv_idx, height, width)
+    texel = rows * width + cols
     corner_vertex = np.asarray(pos_idx).astype(np.int64).reshape(-1)
-    ok = np.asarray(mask[rows, cols] > 0).reshape(len(rows))
-    colored, baked = _baked_colours(texture, ok, rows, cols, corner_vertex, n_vertices)
+    ok = _texels(np.asarray(mask))[texel, 0] > 0
+    colored, baked = _baked_colours(texture, ok, texel, corner_vertex, n_vertices)
     entries = _entries(corner_vertex, ok, n_vertices)
     graph = _neighbours(pos_idx, vtx_pos, entries.listed)
     if entries.size:
@@ -413,7 +427,7 @@ def mesh_vertex_inpaint(
     else:
         colour, has_colour = baked, colored
     corner_uv = np.asarray(uv_idx).astype(np.int64).reshape(-1)
-    return _write_corners(copies, rows * width + cols, (corner_vertex, corner_uv), colour, has_colour)
+    return _write_corners(copies, texel, (corner_vertex, corner_uv), colour, has_colour)
 
 
 def _copy_outputs(texture: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -439,7 +453,7 @@ def _write_corners(
     keys = keys[last_of_texel]
     winners = keys % len(texel)
     new_texture, new_mask = copies.result()
-    new_texture.reshape(-1, new_texture.shape[2])[texel[winners]] = colour[corner_vertex[winners]]
+    _texels(new_texture)[texel[winners]] = colour[corner_vertex[winners]]
     new_mask.reshape(-1)[texel[winners]] = 255
     return new_texture, new_mask
 
