@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -378,16 +378,15 @@ def _final_colours(
     schedule: _Schedule,
     written: np.ndarray,
     baked: np.ndarray,
-    times: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each vertex's colour after the last pass (its last entry's write, if that succeeded) and whether it has one."""
+) -> np.ndarray:
+    """Each vertex's colour after the last pass: its last entry's write, if that succeeded, else its baked colour."""
     colour = baked.copy()
     listed = np.flatnonzero(entries.listed)
     last = entries.last[listed]
     final_pass = schedule.passes - 1
     wrote = (final_pass * entries.size + last) > neighbour_min[listed]
     colour[listed[wrote]] = written[schedule.node[final_pass, last[wrote]]].astype(np.float32)
-    return colour, times < _NEVER
+    return colour
 
 
 def mesh_vertex_inpaint(
@@ -419,43 +418,49 @@ def mesh_vertex_inpaint(
     graph = _neighbours(pos_idx, vtx_pos, entries.listed)
     if entries.size:
         times, neighbour_min = _colouring_times(colored, entries, graph)
+        has_colour = times < _NEVER
+    else:
+        has_colour = colored
+    # Which texels get written depends only on which vertices end up coloured:
+    # the helper works that out (after the copies) while this thread solves the colours.
+    corner_uv = np.asarray(uv_idx).astype(np.int64).reshape(-1)
+    winners = _COPIER.submit(_winning_corners, texel, corner_vertex, corner_uv, has_colour)
+    if entries.size:
         first = _first_success(entries, neighbour_min)
         schedule, written = _solve_colours(
             entries, graph, times, neighbour_min, first, _pass_count(first), baked.astype(np.float64)
         )
-        colour, has_colour = _final_colours(entries, neighbour_min, schedule, written, baked, times)
+        colour = _final_colours(entries, neighbour_min, schedule, written, baked)
     else:
-        colour, has_colour = baked, colored
-    corner_uv = np.asarray(uv_idx).astype(np.int64).reshape(-1)
-    return _write_corners(copies, texel, (corner_vertex, corner_uv), colour, has_colour)
+        colour = baked
+    new_texture, new_mask = copies.result()
+    texels, vertices = winners.result()
+    _texels(new_texture)[texels] = colour[vertices]
+    _texels(new_mask)[texels] = 255
+    return new_texture, new_mask
 
 
 def _copy_outputs(texture: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return texture.copy(), mask.copy()  # C order, so the flat views below write into them
+    return texture.copy(), mask.copy()  # C order, so the flat views above write into them
 
 
-def _write_corners(
-    copies: "Future[tuple[np.ndarray, np.ndarray]]",
-    texel: np.ndarray,
-    corners: tuple[np.ndarray, np.ndarray],
-    colour: np.ndarray,
-    has_colour: np.ndarray,
+def _winning_corners(
+    texel: np.ndarray, corner_vertex: np.ndarray, corner_uv: np.ndarray, has_colour: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Write each coloured vertex's colour at its corners' texels; the last corner wins a shared texel."""
-    corner_vertex, corner_uv = corners
+    """(texel, vertex) of every write the original leaves standing.
+
+    Each coloured vertex's colour goes to all of its corners' texels, in
+    corner order, so the last corner wins a shared texel. Corners of one UV
+    vertex share a texel: keep the last per UV vertex, then the last per texel.
+    """
     painted = np.flatnonzero(has_colour[corner_vertex])
-    # Corners of one UV vertex share a texel: keep the last per UV vertex, then the last per texel.
     per_uv = _last_corner(corner_uv[painted], painted, int(corner_uv.max(initial=-1)) + 1)
     candidates = per_uv[per_uv >= 0]
     keys = np.sort(texel[candidates] * len(texel) + candidates)
     last_of_texel = np.ones(len(keys), dtype=bool)
     last_of_texel[:-1] = keys[1:] // len(texel) != keys[:-1] // len(texel)
-    keys = keys[last_of_texel]
-    winners = keys % len(texel)
-    new_texture, new_mask = copies.result()
-    _texels(new_texture)[texel[winners]] = colour[corner_vertex[winners]]
-    new_mask.reshape(-1)[texel[winners]] = 255
-    return new_texture, new_mask
+    winners = keys[last_of_texel] % len(texel)
+    return texel[winners], corner_vertex[winners]
 
 
 _TEXGEN_MODULES = (
