@@ -41,7 +41,7 @@ _truncation_lock = threading.Lock()
 
 
 def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB"
+    return f"{n / (1024 * 1024):.1f} MiB"  # binary units, as HY3D_MAX_IMAGE_BYTES is documented
 
 
 def _too_many_bytes(size: int, settings: Settings, *, estimated: bool = False) -> ImageError:
