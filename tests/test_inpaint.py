@@ -180,3 +180,30 @@ def test_bench_quick_mode_reports_the_ratio_last(capsys: pytest.CaptureFixture[s
     lines = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(r"inpaint_ratio=\d+(\.\d+)?", lines[-1])
     assert ratio > 1 and "masks_equal=True" in "\n".join(lines)
+
+
+def _inpaint_in_child(case: dict, queue) -> None:
+    texture, mask = mesh_vertex_inpaint(**case)
+    queue.put((texture, mask))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_works_in_a_forked_child_after_use_in_the_parent() -> None:
+    """The helper thread belongs to the call, so a child forked after a call (as a
+    forking server would) runs the inpaint instead of waiting on a thread it never inherited."""
+    import multiprocessing
+
+    case = random_case(5)
+    expected = mesh_vertex_inpaint(**case)  # the parent has used the helper
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_inpaint_in_child, args=(case, queue))
+    child.start()
+    try:
+        texture, mask = queue.get(timeout=60)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()
+    np.testing.assert_array_equal(mask, expected[1])
+    np.testing.assert_array_equal(texture, expected[0])

@@ -58,7 +58,9 @@ logger = logging.getLogger(__name__)
 # a third of the whole call. numpy copies without the GIL, so one helper
 # thread makes the copies, then picks the texels to write, while the calling
 # thread solves the colours (52 -> 21 ms on bench/inpaint.py's 40k faces).
-_COPIER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inpaint-copy")
+# The helper lives for one call (~0.1 ms to start): a pool kept in a module
+# global would deadlock in a forked child, which inherits the pool but not
+# its thread.
 
 _NEVER = np.iinfo(np.int64).max // 4  # "no time": beyond any (pass, position) the original reaches
 _MIN_DISTANCE = 1e-4  # the original's ``max(dist, 1e-4)``
@@ -408,7 +410,20 @@ def mesh_vertex_inpaint(
     """
     if method != "smooth":
         raise ValueError("Invalid method. Use 'smooth' or 'forward'.")
-    copies = _COPIER.submit(_copy_outputs, texture, mask)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inpaint-helper") as helper:
+        return _inpaint(helper, texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx)
+
+
+def _inpaint(
+    helper: ThreadPoolExecutor,
+    texture: np.ndarray,
+    mask: np.ndarray,
+    vtx_pos: np.ndarray,
+    vtx_uv: np.ndarray,
+    pos_idx: np.ndarray,
+    uv_idx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    copies = helper.submit(_copy_outputs, texture, mask)
     height, width = texture.shape[:2]
     n_vertices = len(vtx_pos)
     rows, cols = _corner_texels(vtx_uv, uv_idx, height, width)
@@ -426,7 +441,7 @@ def mesh_vertex_inpaint(
     # Which texels get written depends only on which vertices end up coloured:
     # the helper works that out (after the copies) while this thread solves the colours.
     corner_uv = np.asarray(uv_idx).astype(np.int64).reshape(-1)
-    winners = _COPIER.submit(_winning_corners, texel, corner_vertex, corner_uv, has_colour)
+    winners = helper.submit(_winning_corners, texel, corner_vertex, corner_uv, has_colour)
     if entries.size:
         first = _first_success(entries, neighbour_min)
         schedule, written = _solve_colours(
