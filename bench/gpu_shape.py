@@ -15,7 +15,6 @@ Run from the repository root.
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import tempfile
 import time
@@ -23,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import gpu_common as gpu  # noqa: E402
 
 VARIANTS = {"standard": "hunyuan3d-2", "turbo": "hunyuan3d-2-turbo"}
 
@@ -41,10 +42,6 @@ class Row:
 
 # -- dry run ------------------------------------------------------------------
 
-def _param_count(module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def dry_run() -> dict[str, dict[str, int]]:
     """Instantiate the full-size configs on the meta device (no memory, no
     weights) and return parameter counts per variant and component."""
@@ -57,10 +54,10 @@ def dry_run() -> dict[str, dict[str, int]]:
     with torch.device("meta"):
         for variant, name in VARIANTS.items():
             config = shape_config(FULL_DIMS, turbo=variant == "turbo")
-            counts[variant] = {part: _param_count(instantiate_from_config(config[part]))
+            counts[variant] = {part: gpu.param_count(instantiate_from_config(config[part]))
                                for part in ("model", "vae", "conditioner")}
             if variant == "turbo":
-                counts[variant]["turbo_vae"] = _param_count(instantiate_from_config(vae_config(FULL_DIMS)))
+                counts[variant]["turbo_vae"] = gpu.param_count(instantiate_from_config(vae_config(FULL_DIMS)))
     for variant, parts in counts.items():
         detail = ", ".join(f"{part} {n / 1e6:,.1f}M" for part, n in parts.items())
         print(f"{variant:<9} {VARIANTS[variant]:<18} {detail}")
@@ -83,36 +80,8 @@ def write_checkpoints(root: Path, dims, device: str) -> None:
         start = time.perf_counter()
         with torch.device(device):
             write_shape_model(root, dims, spec.repo_id, spec.subfolder, spec.vae_subfolder, "sphere")
-        _empty_cache(device)
+        gpu.empty_cache(device)
         print(f"wrote {name} in {time.perf_counter() - start:.1f} s", flush=True)
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _empty_cache(device: str) -> None:
-    import torch
-
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()
-
-
-def _reset_peak(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_gib(device: str) -> float:
-    import torch
-
-    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
 
 
 def subject_image():
@@ -144,18 +113,18 @@ def measure(variant: str, profile: int, args: argparse.Namespace, device: str = 
         "profile": profile, "steps": args.steps, "octree_resolution": args.octree,
         "num_chunks": args.num_chunks, "generate_texture": False,
     })
-    _sync(device)
-    _reset_peak(device)
+    gpu.sync(device)
+    gpu.reset_peak(device)
     begin = time.perf_counter()
     out = backend.generate(subject_image(), options, progress)
-    _sync(device)
+    gpu.sync(device)
     total_s = time.perf_counter() - begin
     step_s = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else out.timings["diffusion"]
     row = Row(variant, profile, load_s, step_s, out.timings["decode"] + out.timings["surface"], total_s,
-              _peak_gib(device), len(out.mesh.faces))
+              gpu.peak_gib(device), len(out.mesh.faces))
     backend.release()
     del backend, out
-    _empty_cache(device)
+    gpu.empty_cache(device)
     return row
 
 
@@ -207,17 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--octree", type=int, default=256)
     parser.add_argument("--num-chunks", type=int, default=8000)
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip remaining runs after this many seconds")
-    args = parser.parse_args(argv)
-    if args.dry_run:
-        dry_run()
-        return 0
-    import torch
-
-    if not torch.cuda.is_available():
-        print("bench/gpu_shape.py needs CUDA; nothing measured. Use --dry-run for parameter counts.")
-        return 0
-    run(args)
-    return 0
+    return gpu.main("bench/gpu_shape.py", parser.parse_args(argv), dry_run, run)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Run from the repository root.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import gpu_common as gpu  # noqa: E402
 
 STAGES = ("delight", "uv", "render", "multiview", "bake", "inpaint")
 
@@ -45,10 +46,6 @@ class Row:
 
 # -- dry run ------------------------------------------------------------------
 
-def _param_count(module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def dry_run() -> dict[str, int]:
     """Build the full-size modules on the meta device (no memory, no weights)
     and return parameter counts per component."""
@@ -58,10 +55,10 @@ def dry_run() -> dict[str, int]:
 
     with torch.device("meta"):
         counts = {
-            "delight_unet": _param_count(tp.build_delight_unet(tp.FULL_DIMS)),
-            "paint_unet_2p5d": _param_count(tp.build_paint_unet(tp.FULL_DIMS)),
-            "vae": _param_count(tp.build_vae(tp.FULL_DIMS)),
-            "text_encoder": _param_count(tp.build_text_encoder(tp.FULL_DIMS)),
+            "delight_unet": gpu.param_count(tp.build_delight_unet(tp.FULL_DIMS)),
+            "paint_unet_2p5d": gpu.param_count(tp.build_paint_unet(tp.FULL_DIMS)),
+            "vae": gpu.param_count(tp.build_vae(tp.FULL_DIMS)),
+            "text_encoder": gpu.param_count(tp.build_text_encoder(tp.FULL_DIMS)),
         }
     for part, n in counts.items():
         print(f"{part:<16} {n / 1e6:>10,.1f}M")
@@ -74,26 +71,10 @@ def dry_run() -> dict[str, int]:
 
 # -- the measured run -----------------------------------------------------------
 
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def _reset_peak(device: str) -> None:
-    import torch
-
-    gc.collect()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_gib(device: str) -> float:
-    import torch
-
-    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else 0.0
+def _fresh_peak(device: str) -> None:
+    """Free what earlier rows cached, then start counting the peak anew."""
+    gpu.empty_cache(device)
+    gpu.reset_peak(device)
 
 
 def subject_image():
@@ -125,14 +106,14 @@ def rasterizers() -> dict[str, object]:
 def measure(backend, mesh, image, size: int, rasterizer: str, module, device: str) -> Row:
     """One paint with ``module`` as texgen's rasterizer."""
     backend.texgen.render.raster = module  # MeshRender keeps the module it imported
-    _sync(device)
-    _reset_peak(device)
+    gpu.sync(device)
+    _fresh_peak(device)
     begin = time.perf_counter()
     result = backend.paint(mesh, image, size)
-    _sync(device)
+    gpu.sync(device)
     total = time.perf_counter() - begin
     return Row(backend.paint_model, size, rasterizer, {k: result.timings[k] for k in STAGES}, total,
-               _peak_gib(device))
+               gpu.peak_gib(device))
 
 
 def print_header() -> None:
@@ -151,10 +132,10 @@ def bench_variant(variant: str, args: argparse.Namespace, mesh, device: str, sta
     from pipeline.texture.backend import Sampling, TextureBackend
 
     backend = TextureBackend(None, variant, device=device, sampling=Sampling(*args.sampling))
-    _reset_peak(device)
+    _fresh_peak(device)
     start = time.perf_counter()
     backend.load()
-    print(f"{variant}: loaded in {time.perf_counter() - start:.1f} s, {_peak_gib(device):.2f} GiB; "
+    print(f"{variant}: loaded in {time.perf_counter() - start:.1f} s, {gpu.peak_gib(device):.2f} GiB; "
           f"rasterizer at load: {backend.rasterizer}", flush=True)
     image, rows = subject_image(), []
     backend.paint(mesh, image, min(args.sizes))  # warm-up: kernels, allocator, cuDNN choices
@@ -191,7 +172,7 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda") -> list[Row]:
             dtype = torch.float16 if device.startswith("cuda") else None
             with torch.device(device):
                 write_texture_models(Path(root), dims or FULL_DIMS, tuple(args.variants), dtype=dtype)
-            _reset_peak(device)
+            _fresh_peak(device)
             print(f"wrote {', '.join(args.variants)} + delight in {time.perf_counter() - start:.1f} s", flush=True)
             print_header()
             for variant in args.variants:
@@ -221,17 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.dry_run:
-        dry_run()
-        return 0
-    import torch
-
-    if not torch.cuda.is_available():
-        print("bench/gpu_texture.py needs CUDA; nothing measured. Use --dry-run for parameter counts.")
-        return 0
-    run(args)
-    return 0
+    return gpu.main("bench/gpu_texture.py", parse_args(argv), dry_run, run)
 
 
 if __name__ == "__main__":
