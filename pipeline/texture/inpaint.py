@@ -411,50 +411,38 @@ def mesh_vertex_inpaint(
     if method != "smooth":
         raise ValueError("Invalid method. Use 'smooth' or 'forward'.")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inpaint-helper") as helper:
-        return _inpaint(helper, texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx)
-
-
-def _inpaint(
-    helper: ThreadPoolExecutor,
-    texture: np.ndarray,
-    mask: np.ndarray,
-    vtx_pos: np.ndarray,
-    vtx_uv: np.ndarray,
-    pos_idx: np.ndarray,
-    uv_idx: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    copies = helper.submit(_copy_outputs, texture, mask)
-    height, width = texture.shape[:2]
-    n_vertices = len(vtx_pos)
-    rows, cols = _corner_texels(vtx_uv, uv_idx, height, width)
-    texel = rows * width + cols
-    corner_vertex = np.asarray(pos_idx).astype(np.int64).reshape(-1)
-    ok = _texels(np.asarray(mask))[texel, 0] > 0
-    colored, baked = _baked_colours(texture, ok, texel, corner_vertex, n_vertices)
-    entries = _entries(corner_vertex, ok, n_vertices)
-    graph = _neighbours(pos_idx, vtx_pos, entries.listed)
-    if entries.size:
-        times, neighbour_min = _colouring_times(colored, entries, graph)
-        has_colour = times < _NEVER
-    else:
-        has_colour = colored
-    # Which texels get written depends only on which vertices end up coloured:
-    # the helper works that out (after the copies) while this thread solves the colours.
-    corner_uv = np.asarray(uv_idx).astype(np.int64).reshape(-1)
-    winners = helper.submit(_winning_corners, texel, corner_vertex, corner_uv, has_colour)
-    if entries.size:
-        first = _first_success(entries, neighbour_min)
-        schedule, written = _solve_colours(
-            entries, graph, times, neighbour_min, first, _pass_count(first), baked.astype(np.float64)
-        )
-        colour = _final_colours(entries, neighbour_min, schedule, written, baked)
-    else:
-        colour = baked
-    new_texture, new_mask = copies.result()
-    texels, vertices = winners.result()
-    _texels(new_texture)[texels] = colour[vertices]
-    _texels(new_mask)[texels] = 255
-    return new_texture, new_mask
+        copies = helper.submit(_copy_outputs, texture, mask)
+        height, width = texture.shape[:2]
+        n_vertices = len(vtx_pos)
+        rows, cols = _corner_texels(vtx_uv, uv_idx, height, width)
+        texel = rows * width + cols
+        corner_vertex = np.asarray(pos_idx).astype(np.int64).reshape(-1)
+        ok = _texels(np.asarray(mask))[texel, 0] > 0
+        colored, baked = _baked_colours(texture, ok, texel, corner_vertex, n_vertices)
+        entries = _entries(corner_vertex, ok, n_vertices)
+        graph = _neighbours(pos_idx, vtx_pos, entries.listed)
+        if entries.size:
+            times, neighbour_min = _colouring_times(colored, entries, graph)
+            has_colour = times < _NEVER
+        else:
+            has_colour = colored
+        # Which texels get written depends only on which vertices end up coloured:
+        # the helper works that out (after the copies) while this thread solves the colours.
+        corner_uv = np.asarray(uv_idx).astype(np.int64).reshape(-1)
+        winners = helper.submit(_winning_corners, texel, corner_vertex, corner_uv, has_colour)
+        if entries.size:
+            first = _first_success(entries, neighbour_min)
+            schedule, written = _solve_colours(
+                entries, graph, times, neighbour_min, first, _pass_count(first), baked.astype(np.float64)
+            )
+            colour = _final_colours(entries, neighbour_min, schedule, written, baked)
+        else:
+            colour = baked
+        new_texture, new_mask = copies.result()
+        texels, vertices = winners.result()
+        _texels(new_texture)[texels] = colour[vertices]
+        _texels(new_mask)[texels] = 255
+        return new_texture, new_mask
 
 
 def _copy_outputs(texture: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
