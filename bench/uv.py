@@ -13,9 +13,14 @@ method, medians of ``--repeats`` runs:
   without its bleed margin);
 * charts (connected components of the unwrapped faces) and stretch, the
   area-weighted mean |log(UV area share / 3D area share)| (0 = every triangle
-  keeps its share of the texture).
+  keeps its share of the texture);
+* vertices: an unwrap splits vertices along seams, and every copy is one
+  more GLB vertex.
 
-Run: ``python -m bench.uv [--repeats 3] [--faces 40000] [--resolution 256]``.
+``--caps 44 80`` adds a row per chart-boundary cap (in mean edge
+lengths; the service uses ``pipeline.mesh.UV_BOUNDARY_EDGES``).
+
+Run: ``python -m bench.uv [--repeats 3] [--faces 40000] [--resolution 256] [--caps N ...]``.
 The last line is ``uv_speedup=<default/ours> utilisation_ours=<..> utilisation_default=<..>``.
 """
 
@@ -55,6 +60,7 @@ class UvStats:
     coverage: float
     charts: int
     stretch: float
+    vertices: int
 
 
 def subject_mesh(faces: int = 40000, resolution: int = 256):
@@ -128,7 +134,24 @@ def measure(method: Callable, mesh, repeats: int) -> UvStats:
         start = time.perf_counter()
         result = method(mesh)
         seconds.append(time.perf_counter() - start)
-    return UvStats(statistics.median(seconds), utilisation(result), coverage(result), charts(result), stretch(result))
+    return UvStats(statistics.median(seconds), utilisation(result), coverage(result), charts(result), stretch(result),
+                   len(result.uv))
+
+
+def with_cap(edges: float) -> Callable:
+    """``ours`` with the chart boundary capped at ``edges`` mean edge lengths instead of the service's value."""
+
+    def unwrap(mesh) -> Unwrap:
+        from pipeline import mesh as chain
+
+        saved = chain.UV_BOUNDARY_EDGES
+        chain.UV_BOUNDARY_EDGES = edges
+        try:
+            return ours(mesh)
+        finally:
+            chain.UV_BOUNDARY_EDGES = saved
+
+    return unwrap
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,15 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--faces", type=int, default=40000)
     parser.add_argument("--resolution", type=int, default=256, help="occupancy grid of the synthetic subject")
+    parser.add_argument("--caps", type=float, nargs="*", default=[], help="extra rows: chart boundary caps to compare")
     args = parser.parse_args(argv)
     mesh = subject_mesh(args.faces, args.resolution)
     print(f"mesh: {len(mesh.faces)} faces, {len(mesh.vertices)} vertices; medians of {args.repeats}")
-    print(f"{'method':<16} {'seconds':>8} {'utilisation':>12} {'coverage':>9} {'charts':>7} {'stretch':>8}")
+    print(f"{'method':<16} {'seconds':>8} {'utilisation':>12} {'coverage':>9} {'charts':>7} {'stretch':>8} "
+          f"{'vertices':>9}")
     results = {}
-    for name, method in (("texgen default", texgen_default), ("ours", ours)):
+    methods = [("texgen default", texgen_default), ("ours", ours)]
+    methods += [(f"ours cap={cap:g}", with_cap(cap)) for cap in args.caps]
+    for name, method in methods:
         stats = results[name] = measure(method, mesh, args.repeats)
         print(f"{name:<16} {stats.seconds:>8.3f} {stats.utilisation:>12.3f} {stats.coverage:>9.3f} "
-              f"{stats.charts:>7d} {stats.stretch:>8.3f}", flush=True)
+              f"{stats.charts:>7d} {stats.stretch:>8.3f} {stats.vertices:>9d}", flush=True)
     default, our = results["texgen default"], results["ours"]
     print(f"uv_speedup={default.seconds / our.seconds:.2f} utilisation_ours={our.utilisation:.3f} "
           f"utilisation_default={default.utilisation:.3f}")
