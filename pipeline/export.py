@@ -17,9 +17,9 @@ the mesh is textured, its base colour texture as JPEG.
   targets the Khronos validator asks for (BUFFER_VIEW_TARGET_MISSING), the
   ``asset.generator`` and ``asset.extras``.
 * Vertex normals only on request (``smooth_normals``): 12 bytes a vertex,
-  0.33 MB of a 1.5 MB GLB at 40k faces with a 2048 texture, which alone kept
-  the GLB above a quarter of hy3dgen's (bench/postprocess.py: 0.307 with,
-  0.247 without). Without them glTF viewers shade flat, exactly as they do
+  0.30 MB on a 1.53 MB GLB at 40k faces with a 2048 texture, which alone
+  kept the GLB above a quarter of hy3dgen's (bench/postprocess.py at 384^3:
+  0.296 with, 0.247 without). Without them glTF viewers shade flat, exactly as they do
   hy3dgen's own GLBs, which have none. When written they are welded across UV
   seams. Cheaper encodings were ruled out: int8 normals need
   KHR_mesh_quantization (an extension importers may refuse) and normalised

@@ -16,16 +16,17 @@ The choices, measured on a 2-core machine on a 384^3 octree-style grid with a
   ``agg=7`` had 4x the error. Its stopping threshold is absolute, so the mesh
   is brought to a fixed scale first, and passes repeat if it stops early.
 * UV unwrap: xatlas with ``max_iterations=0`` and a chart boundary capped at
-  80 mean edge lengths. Uncapped, a 40k decimated mesh with thin parts took
-  11-18 s (a few huge charts are slow to parameterise), stretch 0.09 (mean
-  |log area ratio|). Caps at 40k faces (256^3 / 384^3 subject, bench/uv.py
-  figures): 44 edges 0.7-1.0 s, 474-531 charts, 27.5-28.1k vertices, texel
-  coverage 0.51-0.53; 80 edges 1.1 s, 273-277 charts, 25.3-25.8k vertices,
-  coverage 0.54-0.56, stretch 0.022; 100 edges 1.2-1.4 s for 0.4k fewer
-  vertices and stretch 0.027. Every seam vertex is one more GLB vertex (20
-  bytes), so 80 buys 45 KB and 4 % more texels for a few tenths of a second.
-  In edge lengths (not a fraction of the area) the charts keep a similar face
-  count whatever the budget.
+  80 mean edge lengths. Uncapped (texgen's plain call), a 40k decimated mesh
+  with thin parts took 10-15 s (a few huge charts are slow to parameterise),
+  stretch 0.05 (mean |log area ratio|). Caps at 40k faces, 256^3 / 384^3
+  subject (``python -m bench.uv --caps 44 60 100 [--resolution 384]``):
+  44 edges 0.7 s, 474-531 charts, 27.5-28.1k vertices, texel coverage
+  0.51-0.53; 80 edges 1.2 s, 273-277 charts, 25.3-25.8k vertices, coverage
+  0.54-0.56, stretch 0.022; 100 edges 1.4-1.5 s for 0.2-0.5k fewer vertices
+  and stretch 0.027. Every seam vertex is one more GLB vertex (20 bytes), so
+  80 buys 45 KB and 4 % more texels for a few tenths of a second. In edge
+  lengths (not a fraction of the area) the charts keep a similar face count
+  whatever the budget.
 """
 
 from __future__ import annotations
