@@ -50,7 +50,10 @@ RUN if [ "$DOWNLOAD_MODELS" = "true" ]; then \
 COPY pipeline ./pipeline
 COPY worker.py app.py ./
 
-# Compile numba's cache now: the first `import rembg` otherwise costs 40-70 s of cold start.
-RUN mkdir -p "$NUMBA_CACHE_DIR" && python -c "import rembg"
+# Compile numba's cache now: the first `import rembg` otherwise costs 40-70 s of cold start,
+# and the texture stage's vertex inpaint ~3 s on its first load. (numba keys its cache by CPU
+# model: on a different host CPU it compiles once more at start-up.)
+RUN mkdir -p "$NUMBA_CACHE_DIR" \
+    && python -c "import rembg; from pipeline.texture.inpaint import warm_up; warm_up()"
 
 CMD ["python", "-u", "worker.py"]

@@ -1,10 +1,11 @@
-"""Benchmark: texgen's pure-Python ``meshVerticeInpaint`` against ``pipeline.texture.inpaint``.
+"""Benchmark: texgen's pure-Python ``meshVerticeInpaint`` against ``pipeline.texture.inpaint``'s compiled one.
 
 Builds a bumpy 40k-face torus with a seamed UV layout and a 2048 texture. Its
 mask comes from what texgen's six bake views see: faces that are occluded, or
 seen at more than 75 degrees, are left unbaked. The benchmark then times the
-original (1-3 runs) and ours (median of several), checks that both return the
-same mask and colours, and prints ``inpaint_ratio=<old s / new s>`` as its
+original (1-3 runs) and ours (median of several, after one untimed call that
+compiles or loads numba's cache), checks that both return bit-identical
+textures and masks, and prints ``inpaint_ratio=<old s / new s>`` as its
 last line.
 
     python -m bench.inpaint [--quick] [--old-runs N] [--new-runs N]
@@ -148,20 +149,20 @@ def main(argv: list[str] | None = None) -> float:
     original = load_original()
     case = make_case(args.quick)
     old_times, (old_tex, old_mask) = timed(original.meshVerticeInpaint, case, max(1, args.old_runs))
+    mesh_vertex_inpaint(**case)  # compile, or load the compiled code from numba's cache
     new_times, (new_tex, new_mask) = timed(mesh_vertex_inpaint, case, max(1, args.new_runs))
     unbaked = int((case["mask"] == 0).sum())
     written = int((new_mask != case["mask"]).sum())
     print(f"faces={len(case['pos_idx'])} texture={case['texture'].shape[0]} unbaked_texels={unbaked} "
           f"vertex_texels_filled={written}")
-    mask_equal = np.array_equal(old_mask, new_mask)
-    max_diff = float(np.abs(old_tex.astype(np.float64) - new_tex).max())
-    print(f"masks_equal={mask_equal} max_abs_colour_diff={max_diff:.3g}")
-    if not mask_equal or max_diff > 1e-5:
+    mask_equal, texture_equal = np.array_equal(old_mask, new_mask), np.array_equal(old_tex, new_tex)
+    print(f"masks_equal={mask_equal} textures_equal={texture_equal}")
+    if not (mask_equal and texture_equal):
         raise SystemExit("outputs differ")
     old_s, new_s = statistics.median(old_times), statistics.median(new_times)
     copy_s = statistics.median(timed(lambda texture, **_: texture.copy(), case, max(1, args.new_runs))[0])
-    print(f"original_s={old_s:.3f} (runs {len(old_times)})  vectorised_s={new_s:.4f} (median of {len(new_times)}, "
-          f"min {min(new_times):.4f})  texture_copy_s={copy_s:.4f} (the output copy both make; ours overlaps it)")
+    print(f"original_s={old_s:.3f} (runs {len(old_times)})  ours_s={new_s:.4f} (median of {len(new_times)}, "
+          f"min {min(new_times):.4f})  texture_copy_s={copy_s:.4f} (the output copy both make; ours splits it over two threads)")
     print("reference: upstream's compiled C++ meshVerticeInpaint, quoted at 0.02-0.03 s for 40k faces "
           "(its source is not in the wheel, so it is not run here)")
     ratio = old_s / new_s

@@ -1,9 +1,11 @@
-"""The vectorised vertex inpaint against texgen's own pure-Python ``meshVerticeInpaint``."""
+"""The compiled vertex inpaint against texgen's own pure-Python ``meshVerticeInpaint``: bit-identical outputs."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +19,8 @@ from tests.test_rasterizer import load_texgen_renderer
 original = bench.load_original().meshVerticeInpaint
 
 
-def assert_same(case: dict, atol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
-    """Ours must write exactly the same texels and, within ``atol``, the same colours."""
+def assert_same(case: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Ours must return exactly the original's texture and mask, and leave the inputs alone."""
     inputs = {k: v.copy() for k, v in case.items()}
     old_texture, old_mask = original(**{k: v.copy() for k, v in case.items()})
     new_texture, new_mask = mesh_vertex_inpaint(**inputs)
@@ -26,21 +28,13 @@ def assert_same(case: dict, atol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]
         np.testing.assert_array_equal(inputs[key], value, err_msg=f"{key} was modified")
     assert new_texture.dtype == old_texture.dtype and new_mask.dtype == old_mask.dtype
     np.testing.assert_array_equal(new_mask, old_mask)
-    np.testing.assert_allclose(new_texture.astype(np.float64), old_texture, rtol=0, atol=atol)
+    np.testing.assert_array_equal(new_texture, old_texture)
     return new_texture, new_mask
 
 
 def passes_needed(case: dict) -> int:
     """How many smoothing passes the original runs on ``case`` (white-box, to prove a test covers many)."""
-    h, w = case["texture"].shape[:2]
-    rows, cols = inp._corner_texels(case["vtx_uv"], case["uv_idx"], h, w)
-    corner_vertex = case["pos_idx"].astype(np.int64).reshape(-1)
-    ok = case["mask"][rows, cols] > 0
-    colored, _ = inp._baked_colours(case["texture"], ok, rows * w + cols, corner_vertex, len(case["vtx_pos"]))
-    entries = inp._entries(corner_vertex, ok, len(case["vtx_pos"]))
-    graph = inp._neighbours(case["pos_idx"], case["vtx_pos"], entries.listed)
-    _, neighbour_min = inp._colouring_times(colored, entries, graph)
-    return inp._pass_count(inp._first_success(entries, neighbour_min))
+    return inp.vertex_colours(**case).passes
 
 
 def random_case(seed: int, subdivisions: int = 2, per_corner_uv: bool = False, density: float = 0.6,
@@ -120,8 +114,10 @@ def test_float64_and_uint8_inputs() -> None:
     wide = dict(case, texture=case["texture"].astype(np.float64), vtx_pos=case["vtx_pos"].astype(np.float64),
                 vtx_uv=case["vtx_uv"].astype(np.float64))
     assert_same(wide)
-    # uint8 colours: the original truncates float32 averages into the array, so 1 level of slack.
-    assert_same(dict(case, texture=(case["texture"] * 255).astype(np.uint8)), atol=1)
+    # uint8 colours: averages are float32, truncated when written back, as numpy's assignment does.
+    assert_same(dict(case, texture=(case["texture"] * 255).astype(np.uint8)))
+    # Mixed: float32 colours with float64 positions make float64 weights and averages in the original.
+    assert_same(dict(case, vtx_pos=case["vtx_pos"].astype(np.float64)))
 
 
 def test_degenerate_geometry_matches() -> None:
@@ -156,6 +152,56 @@ def test_all_or_nothing_masks(fill: int) -> None:
     if fill == 0:  # nothing is baked: nothing can be coloured
         np.testing.assert_array_equal(texture, case["texture"])
         np.testing.assert_array_equal(mask, case["mask"])
+
+
+def test_channel_last_mask_and_negative_uvs_match() -> None:
+    """An [H, W, 1] mask works as in the original, and slightly negative UVs wrap like numpy indices."""
+    case = random_case(7, per_corner_uv=True, density=0.5)
+    case["vtx_uv"][:10] -= 0.02
+    assert (np.rint(case["vtx_uv"][:10] * 47) < 0).any()
+    assert_same(dict(case, mask=case["mask"][..., None]))
+
+
+def test_uvs_beyond_the_texture_raise_like_the_original() -> None:
+    case = random_case(8)
+    case["vtx_uv"][0] = [1.2, 0.5]
+    with pytest.raises(IndexError):
+        original(**case)
+    with pytest.raises(IndexError, match="outside the texture"):
+        mesh_vertex_inpaint(**case)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (lambda c: c.update(pos_idx=c["pos_idx"] + len(c["vtx_pos"])), IndexError, r"pos_idx refers to rows"),
+        (lambda c: c.update(uv_idx=-c["uv_idx"] - 1), IndexError, r"uv_idx refers to rows"),
+        (lambda c: c.update(uv_idx=c["uv_idx"][:-1]), ValueError, r"same shape"),
+        (lambda c: c.update(pos_idx=c["pos_idx"].astype(np.float32)), ValueError, r"pos_idx must be an integer"),
+        (lambda c: c.update(mask=c["mask"][:-1]), ValueError, r"mask shape"),
+        (lambda c: c.update(texture=c["texture"][..., 0]), ValueError, r"texture must be \[H, W, C\]"),
+    ],
+)
+def test_malformed_inputs_get_a_clear_error(change, error, message) -> None:
+    """Checked before the compiled loop, which does no bounds checks of its own."""
+    case = random_case(9)
+    change(case)
+    with pytest.raises(error, match=message):
+        mesh_vertex_inpaint(**case)
+
+
+def test_warm_up_compiles_the_kernels_for_texgens_types() -> None:
+    """In a fresh process, nothing is compiled until ``warm_up``; after it, texgen's float32/uint8 call is."""
+    script = (
+        "import numba, pipeline.texture.inpaint as inp\n"
+        "assert not inp._vertex_colours_kernel.signatures\n"
+        "inp.warm_up()\n"
+        "texture, mask = inp._vertex_colours_kernel.signatures[0][:2]\n"
+        "assert (texture.dtype, texture.ndim, mask.dtype, mask.ndim) == (numba.float32, 3, numba.uint8, 2)\n"
+        "assert inp._paint.signatures\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parent.parent,
+                   timeout=120)
 
 
 def test_unknown_method_is_rejected() -> None:

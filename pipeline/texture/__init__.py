@@ -3,8 +3,9 @@
 * :mod:`.rasterizer`: a PyTorch drop-in for the compiled ``custom_rasterizer``
   extension (:func:`install_rasterizer` registers it when the compiled one is
   missing).
-* :mod:`.inpaint`: a vectorised ``meshVerticeInpaint``, with the same results
-  as texgen's pure-Python fallback (:func:`install_inpaint` patches texgen).
+* :mod:`.inpaint`: ``meshVerticeInpaint`` compiled by numba at run time, with
+  bit-identical results to texgen's pure-Python fallback
+  (:func:`install_inpaint` patches texgen).
 * :mod:`.fill`: a texture hole fill that inpaints only the texels a render
   samples, instead of texgen's full-frame ``cv2.inpaint``.
 """

@@ -27,7 +27,8 @@ and paints a face-reduced mesh. What it does differently from
 * **No native code.** :func:`~pipeline.texture.rasterizer.install_rasterizer`
   provides ``custom_rasterizer`` (compiled when importable, else PyTorch;
   :attr:`TextureBackend.rasterizer` says which), and
-  :func:`~pipeline.texture.inpaint.install_inpaint` the vectorised vertex inpaint.
+  :func:`~pipeline.texture.inpaint.install_inpaint` the vertex inpaint, compiled
+  by numba at run time.
 * **The stages are run here,** in the order ``Hunyuan3DPaintPipeline.__call__``
   runs them, so each is timed and reports progress (per diffusion step and per
   view), the unwrap is :func:`pipeline.mesh.unwrap_uv` (xatlas with tuned
@@ -495,11 +496,12 @@ class TextureBackend:
                 return
             start = time.perf_counter()
             _private_modules_cache()
-            from .inpaint import install_inpaint
+            from .inpaint import install_inpaint, warm_up
             from .rasterizer import install_rasterizer
 
             self.rasterizer = install_rasterizer()  # before MeshRender imports custom_rasterizer
             install_inpaint()
+            warm_up()  # compile the inpaint now (~3 s, or ~0.5 s from numba's cache), not in the first job
             install_uv_unwrap()
             self.texgen = build_texgen(self.weights, self.device, self.dtype, render_config(TEXTURE_SIZES[-1]))
             self._load_s += time.perf_counter() - start
