@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -202,6 +203,21 @@ def test_warm_up_compiles_the_kernels_for_texgens_types() -> None:
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parent.parent,
                    timeout=120)
+
+
+def test_no_writable_numba_cache_still_compiles() -> None:
+    """A read-only install with an unwritable home: numba finds no cache locator and we compile in memory."""
+    script = (
+        "import pipeline.texture.inpaint as inp\n"
+        "assert type(inp._vertex_colours_kernel._cache).__name__ == 'NullCache'\n"
+        "inp.warm_up()\n"
+    )
+    # The only locator left applies to IPython cells, so numba finds none for a file, as with no writable place.
+    env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="IPythonCacheLocator")
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "numba cannot cache _vertex_colours_kernel" in done.stderr
 
 
 def test_unknown_method_is_rejected() -> None:

@@ -38,6 +38,19 @@ _MIN_DISTANCE = 1e-4  # the original's ``max(dist, 1e-4)``
 _CALLER_COPY_SHARE = 0.75  # of the texture's rows; the helper copies the rest after the loop (0.5-1.0 tried)
 
 
+def _compiled(function):
+    """``numba.njit`` without the GIL, cached on disk where numba finds a writable place.
+
+    numba refuses ``cache=True`` at import when it has none (a read-only
+    install with an unwritable home); then each process compiles once.
+    """
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError as exc:
+        logger.warning("numba cannot cache %s (%s); it will be compiled in each process", function.__name__, exc)
+        return numba.njit(nogil=True)(function)
+
+
 class _VertexColours(NamedTuple):
     coloured: np.ndarray  # [V] bool: the vertex ends up with a colour
     colour: np.ndarray  # [V, C] its colour
@@ -46,7 +59,7 @@ class _VertexColours(NamedTuple):
     corner_vertex: np.ndarray  # [F * 3] vertex of every face corner
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _texel(u, v, one, scale_w, scale_h, height: int, width: int) -> int:
     """Flat texel of one UV: ``int(round(u * (W - 1)))`` etc. in the UVs' float type.
 
@@ -62,7 +75,7 @@ def _texel(u, v, one, scale_w, scale_h, height: int, width: int) -> int:
     return row * width + col
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _vertex_colours_kernel(texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx, uv_one, scale_w, scale_h, pos_one,
                            min_distance, near_weight, colour_dtype):
     """The original's two first loops, statement for statement, on flat arrays.
@@ -139,7 +152,7 @@ def _vertex_colours_kernel(texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx, uv_o
     return coloured, colour, texel, passes
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled
 def _paint(new_texture, new_mask, texel, corner_vertex, coloured, colour, mark) -> None:
     """The original's last loop: every coloured vertex's colour at each corner's texel, in corner order."""
     width = new_texture.shape[1]
