@@ -16,7 +16,8 @@ the same pass wrote, and the number of passes depends on those results. The
 chains of dependencies run thousands of steps deep on a real mesh. An exact
 numpy/scipy version (earliest-arrival times, then one sparse triangular
 solve) was built first. It took 20-30 ms and matched to 3e-7. The compiled
-loop takes about 3 ms, so the 50 MB output copy now dominates the call.
+loop takes 4-5 ms with the input checks (``bench/inpaint.py``), so the 50 MB
+output copy now dominates the call.
 
 Compiled code is cached on disk (``cache=True``: next to this file, or in
 ``NUMBA_CACHE_DIR``). :func:`warm_up` compiles it ahead of the first job.
@@ -181,6 +182,13 @@ def _index_array(values: np.ndarray, name: str, bound: int) -> np.ndarray:
     return indices
 
 
+def _texture_array(texture: np.ndarray) -> np.ndarray:
+    texture = np.asarray(texture)
+    if texture.ndim != 3:
+        raise ValueError(f"texture must be [H, W, C], got shape {texture.shape}")
+    return texture
+
+
 def _mask_plane(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``mask`` as [H, W] (a view of an [H, W, 1] mask)."""
     plane = mask[..., 0] if mask.ndim == 3 and mask.shape[2] == 1 else mask
@@ -191,9 +199,7 @@ def _mask_plane(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def vertex_colours(texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx) -> _VertexColours:
     """Which vertices the original colours, with what, and each corner's texel (inputs checked)."""
-    texture = np.asarray(texture)
-    if texture.ndim != 3:
-        raise ValueError(f"texture must be [H, W, C], got shape {texture.shape}")
+    texture = _texture_array(texture)
     plane = _mask_plane(np.asarray(mask), texture.shape[:2])
     vtx_pos, vtx_uv = _float_array(vtx_pos), _float_array(vtx_uv)
     pos_idx = _index_array(pos_idx, "pos_idx", len(vtx_pos))
@@ -202,8 +208,9 @@ def vertex_colours(texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx) -> _VertexCo
         raise ValueError(f"pos_idx {pos_idx.shape} and uv_idx {uv_idx.shape} must have the same shape")
     height, width = texture.shape[:2]
     uv_type, pos_type = vtx_uv.dtype.type, vtx_pos.dtype.type
-    # The original multiplies numpy scalars by Python numbers, which take the array's float type (NEP 50),
-    # and a Python float sum of colours stays float32; the typed scalars below reproduce that.
+    # The original mixes numpy scalars with Python numbers, which then take the numpy scalar's float type
+    # (NEP 50); the typed scalars below do the same in the compiled loop. With float64 positions its weights,
+    # and so its averages, are float64, hence the colour type.
     colour_dtype = np.result_type(texture.dtype, np.float32, vtx_pos.dtype)
     result = _vertex_colours_kernel(
         texture, plane, vtx_pos, vtx_uv, pos_idx, uv_idx,
@@ -230,13 +237,13 @@ def mesh_vertex_inpaint(
     """
     if method != "smooth":
         raise ValueError("Invalid method. Use 'smooth' or 'forward'.")
-    texture, mask = np.asarray(texture), np.asarray(mask)
+    texture, mask = _texture_array(texture), np.asarray(mask)
     new_texture, new_mask = np.empty(texture.shape, texture.dtype), np.empty(mask.shape, mask.dtype)
-    # The output copies cost more than the loop (a 2048 px float32 texture:
-    # ~10 ms here, the loop ~3 ms), and both numpy's copies and the compiled
-    # loop release the GIL. So a helper thread runs the loop, then copies the
-    # texture's last rows, while this thread copies the rest and the mask.
-    # The helper lives for one call: a pool kept in a module global would
+    # The output copies cost more than the loop (bench/inpaint.py: a 2048 px
+    # float32 texture 13-16 ms, the loop 4-5 ms), and both numpy's copies and
+    # the compiled loop release the GIL. So a helper thread runs the loop, then
+    # copies the texture's last rows, while this thread copies the rest and the
+    # mask. The helper lives for one call: a pool kept in a module global would
     # deadlock in a forked child, which inherits the pool but not its thread.
     split = int(len(texture) * _CALLER_COPY_SHARE)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inpaint-helper") as helper:
