@@ -1,12 +1,17 @@
 """Helpers the GPU benchmarks share: parameter counts, CUDA sync and peak
-memory, and the main() that refuses politely without CUDA. torch is imported
-inside each helper so ``--dry-run`` and ``--help`` stay light."""
+memory, a throwaway weights folder, and the main() that refuses politely
+without CUDA. torch is imported inside each helper so ``--dry-run`` and
+``--help`` stay light."""
 
 from __future__ import annotations
 
 import argparse
 import gc
-from typing import Callable
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
 
 def param_count(module) -> int:
@@ -44,6 +49,21 @@ def peak_gib(device: str) -> float:
     import torch
 
     return torch.cuda.max_memory_allocated() / 2**30 if _is_cuda(device) else 0.0
+
+
+@contextmanager
+def models_root(prefix: str) -> Iterator[Path]:
+    """A temporary folder that ``HY3DGEN_MODELS`` points at while the block runs (restored after)."""
+    previous = os.environ.get("HY3DGEN_MODELS")
+    with tempfile.TemporaryDirectory(prefix=prefix) as root:
+        os.environ["HY3DGEN_MODELS"] = root
+        try:
+            yield Path(root)
+        finally:
+            if previous is None:
+                os.environ.pop("HY3DGEN_MODELS", None)
+            else:
+                os.environ["HY3DGEN_MODELS"] = previous
 
 
 def main(script: str, args: argparse.Namespace, dry_run: Callable[[], object],

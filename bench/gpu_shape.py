@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,35 +134,26 @@ def print_row(row: Row) -> None:
 
 def run(args: argparse.Namespace, dims=None, device: str = "cuda") -> list[Row]:
     """Write the checkpoints, then measure every (variant, profile) within the budget."""
-    import os
     import traceback
 
     from tests.fixtures.tiny_hunyuan import FULL_DIMS
 
     started, rows = time.perf_counter(), []
-    previous = os.environ.get("HY3DGEN_MODELS")
-    with tempfile.TemporaryDirectory(prefix="hy3d-bench-") as root:
-        os.environ["HY3DGEN_MODELS"] = root
-        try:
-            write_checkpoints(Path(root), dims or FULL_DIMS, device)
-            print(f"{'variant':<9} {'profile':>7} {'load_s':>9} {'s/step':>9} {'decode_s':>9} "
-                  f"{'total_s':>9} {'peak_GiB':>10} {'faces':>8}")
-            for variant in args.variants:
-                for profile in args.profiles:
-                    if time.perf_counter() - started > args.budget_s:
-                        print(f"{variant:<9} {profile:>7} skipped (over the {args.budget_s:.0f} s budget)")
-                        continue
-                    try:
-                        rows.append(measure(variant, profile, args, device))
-                        print_row(rows[-1])
-                    except Exception as exc:  # noqa: BLE001 - one failing profile must not hide the others
-                        print(f"{variant:<9} {profile:>7} failed: {type(exc).__name__}: {exc}", flush=True)
-                        traceback.print_exc()
-        finally:
-            if previous is None:
-                os.environ.pop("HY3DGEN_MODELS", None)
-            else:
-                os.environ["HY3DGEN_MODELS"] = previous
+    with gpu.models_root("hy3d-bench-") as root:
+        write_checkpoints(root, dims or FULL_DIMS, device)
+        print(f"{'variant':<9} {'profile':>7} {'load_s':>9} {'s/step':>9} {'decode_s':>9} "
+              f"{'total_s':>9} {'peak_GiB':>10} {'faces':>8}")
+        for variant in args.variants:
+            for profile in args.profiles:
+                if time.perf_counter() - started > args.budget_s:
+                    print(f"{variant:<9} {profile:>7} skipped (over the {args.budget_s:.0f} s budget)")
+                    continue
+                try:
+                    rows.append(measure(variant, profile, args, device))
+                    print_row(rows[-1])
+                except Exception as exc:  # noqa: BLE001 - one failing profile must not hide the others
+                    print(f"{variant:<9} {profile:>7} failed: {type(exc).__name__}: {exc}", flush=True)
+                    traceback.print_exc()
     return rows
 
 

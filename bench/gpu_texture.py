@@ -19,9 +19,7 @@ Run from the repository root.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass
@@ -164,24 +162,16 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda") -> list[Row]:
     started, rows = time.perf_counter(), []
     mesh = subject_mesh(args.faces, args.resolution)
     print(f"mesh: {len(mesh.faces)} faces", flush=True)
-    previous = os.environ.get("HY3DGEN_MODELS")
-    with tempfile.TemporaryDirectory(prefix="hy3d-bench-texture-") as root:
-        os.environ["HY3DGEN_MODELS"] = root
-        try:
-            start = time.perf_counter()
-            dtype = torch.float16 if device.startswith("cuda") else None
-            with torch.device(device):
-                write_texture_models(Path(root), dims or FULL_DIMS, tuple(args.variants), dtype=dtype)
-            _fresh_peak(device)
-            print(f"wrote {', '.join(args.variants)} + delight in {time.perf_counter() - start:.1f} s", flush=True)
-            print_header()
-            for variant in args.variants:
-                rows += bench_variant(variant, args, mesh, device, started)
-        finally:
-            if previous is None:
-                os.environ.pop("HY3DGEN_MODELS", None)
-            else:
-                os.environ["HY3DGEN_MODELS"] = previous
+    with gpu.models_root("hy3d-bench-texture-") as root:
+        start = time.perf_counter()
+        dtype = torch.float16 if device.startswith("cuda") else None
+        with torch.device(device):
+            write_texture_models(root, dims or FULL_DIMS, tuple(args.variants), dtype=dtype)
+        _fresh_peak(device)
+        print(f"wrote {', '.join(args.variants)} + delight in {time.perf_counter() - start:.1f} s", flush=True)
+        print_header()
+        for variant in args.variants:
+            rows += bench_variant(variant, args, mesh, device, started)
     return rows
 
 
