@@ -17,6 +17,7 @@ from pipeline.texture import inpaint as inp
 from pipeline.texture.inpaint import install_inpaint, mesh_vertex_inpaint
 from tests.test_rasterizer import load_texgen_renderer
 
+ROOT = Path(__file__).resolve().parents[1]
 original = bench.load_original().meshVerticeInpaint
 
 
@@ -201,7 +202,7 @@ def test_warm_up_compiles_the_kernels_for_texgens_types() -> None:
         "assert (texture.dtype, texture.ndim, mask.dtype, mask.ndim) == (numba.float32, 3, numba.uint8, 2)\n"
         "assert inp._paint.signatures\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parent.parent,
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT,
                    timeout=120)
 
 
@@ -214,7 +215,7 @@ def test_no_writable_numba_cache_still_compiles() -> None:
     )
     # The only locator left applies to IPython cells, so numba finds none for a file, as with no writable place.
     env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="IPythonCacheLocator")
-    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent, env=env,
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "numba cannot cache _vertex_colours_kernel" in done.stderr
