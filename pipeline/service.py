@@ -93,6 +93,19 @@ class ImageTo3D:
         load = getattr(backend, "load", None)
         if callable(load):
             load()
+        if _under_mmgp(backend):
+            # Requests are textured by default: loading the texture models now
+            # lets the first request profile both pipelines at once instead of
+            # reloading the shape model to add them (pipeline.memory).
+            from .models import DEFAULT_PAINT_MODEL
+            from .texture.backend import get_texture_backend, texture_weights_present
+
+            if texture_weights_present(DEFAULT_PAINT_MODEL):
+                from .memory import PROFILES
+
+                texture = get_texture_backend(DEFAULT_PAINT_MODEL, self.settings)
+                texture.load()
+                PROFILES.include(shape=backend, texture=texture)
         return choice
 
     @property
@@ -136,14 +149,17 @@ class ImageTo3D:
             rgba = self._remove_background(rgba, options, warnings)
         progress("background", 1.0, "Background done")
 
+        backend = self.backend(choice.name)
+        texture_timings: dict[str, float] = {}
+        if _under_mmgp(backend):
+            self._profile_both(backend, options, texture_timings)
         progress("shape", 0.0, f"Generating shape with {choice.name}")
         with run.timed("shape"):
-            shape = self.backend(choice.name).generate(rgba, options, progress)
+            shape = backend.generate(rgba, options, progress)
         warnings.extend(shape.warnings)
         progress("shape", 1.0, f"Shape: {len(shape.mesh.faces)} faces")
 
         mesh, textured = shape.mesh, shape.textured
-        texture_timings: dict[str, float] = {}
         rasterizer = None
         progress("texture", 0.0, "Texturing")
         with run.timed("texture"):
@@ -151,6 +167,10 @@ class ImageTo3D:
                 mesh, rasterizer = self._paint(mesh, rgba, options, progress, warnings, texture_timings)
                 textured = rasterizer is not None
         progress("texture", 1.0, "Texture done" if textured else "No texture")
+        if _under_mmgp(backend):
+            from .memory import PROFILES
+
+            PROFILES.unload_all()  # no model stays on the GPU between jobs
 
         progress("export", 0.0, "Writing GLB")
         with run.timed("export"):
@@ -230,8 +250,32 @@ class ImageTo3D:
             )
             return mesh, None
         result = get_texture_backend(options.paint_model, self.settings).paint(
-            mesh, rgba, options.texture_size, progress
+            mesh, rgba, options.texture_size, progress, profile=options.profile
         )
         warnings.extend(result.warnings)
         timings.update(result.timings)
         return result.mesh, result.rasterizer
+
+    def _profile_both(self, backend, options: GenerationOptions, timings: dict) -> None:
+        """On CUDA, put the request's profile over the shape model and the
+        texture models in one mmgp call before any model runs: a textured
+        request brings the texture models in (loading them the first time), a
+        plain one keeps those already loaded (mmgp leaves them on the host)
+        and never loads them. A profile switch reloads both; the texture
+        side's reload is reported as ``texture.load`` even when the request
+        paints nothing."""
+        from .memory import PROFILES
+        from .texture.backend import get_texture_backend, texture_weights_present
+
+        texture = None
+        if options.generate_texture and texture_weights_present(options.paint_model):
+            texture = get_texture_backend(options.paint_model, self.settings)
+        PROFILES.use(options.profile, shape=backend, texture=texture)
+        member = PROFILES.texture
+        if not options.generate_texture and member is not None and member._load_s:
+            timings["load"], member._load_s = round(member._load_s, 4), 0.0
+
+
+def _under_mmgp(backend) -> bool:
+    """Whether ``backend`` runs under mmgp memory profiles (Hunyuan3D on CUDA)."""
+    return callable(getattr(backend, "mmgp_models", None)) and getattr(backend, "device", None) == "cuda"

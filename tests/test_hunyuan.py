@@ -269,76 +269,55 @@ def test_fully_transparent_image_is_rejected(offline):
     assert backend.pipeline is None  # rejected before any model work
 
 
-# -- CUDA logic, exercised without a GPU -------------------------------------------
-
-class FakeOffload:
-    def __init__(self, profile: int):
-        self.profile, self.released, self.unloaded = profile, False, False
-
-    def release(self):
-        self.released = True
-
-    def unload_all(self):
-        self.unloaded = True
-
+# -- CUDA logic, exercised without a GPU (more in test_memory_profiles.py) ---------------
 
 @pytest.fixture
-def fake_cuda(offline, monkeypatch):
-    """A backend that believes it runs on CUDA, with mmgp replaced by a recorder."""
-    applied, loads = [], []
-    real_load = hunyuan.load_pipeline
+def fake_mmgp(monkeypatch):
+    """A recording stand-in for mmgp's offload.profile; the list of calls."""
+    import types
 
-    def fake_apply(pipe, profile):
-        applied.append(FakeOffload(profile))
-        return applied[-1]
+    from pipeline.memory import PROFILES
 
-    monkeypatch.setattr(hunyuan, "apply_profile", fake_apply)
-    monkeypatch.setattr(hunyuan, "load_pipeline", lambda *a: loads.append(a) or real_load(*a))
-    backend = HunyuanShapeBackend("hunyuan3d-2", device="cuda")
-    return backend, applied, loads
+    calls = []
+
+    class FakeOffload:
+        def release(self):
+            pass
+
+        def unload_all(self):
+            pass
+
+    offload = types.ModuleType("mmgp.offload")
+    offload.profile = lambda models, profile_no, **kwargs: calls.append((profile_no, dict(models))) or FakeOffload()
+    package = types.ModuleType("mmgp")
+    package.offload = offload
+    monkeypatch.setitem(sys.modules, "mmgp", package)
+    monkeypatch.setitem(sys.modules, "mmgp.offload", offload)
+    PROFILES.reset()
+    yield calls
+    PROFILES.reset()
 
 
-def test_cuda_loads_fp16_and_applies_profile_once(fake_cuda):
+def test_cuda_loads_fp16_on_the_host_and_applies_profile_once(offline, fake_mmgp):
     import torch
 
-    backend, applied, loads = fake_cuda
+    backend = HunyuanShapeBackend("hunyuan3d-2", device="cuda")
     assert backend.dtype == torch.float16
     backend._use_profile(3)
     backend._use_profile(3)
-    assert [o.profile for o in applied] == [3] and len(loads) == 1
+    assert [(p, set(models)) for p, models in fake_mmgp] == [(3, {"shape_dit", "shape_vae", "shape_conditioner"})]
+    assert fake_mmgp[0][1]["shape_dit"] is backend.pipeline.model
     assert backend.pipeline.model.latent_in.weight.dtype == torch.float16
+    assert backend.pipeline.model.latent_in.weight.device.type == "cpu"  # mmgp moves it when called
+    assert backend.pipeline.device == torch.device("cuda") and backend.profile == 3
+    backend.release()
+    assert backend.pipeline is None and backend.profile is None
 
 
-def test_cuda_reprofile_releases_mmgp_and_reloads(fake_cuda):
-    backend, applied, loads = fake_cuda
-    backend._use_profile(3)
-    first_pipe = backend.pipeline
-    backend._use_profile(5)
-    assert applied[0].released and not applied[1].released
-    assert [o.profile for o in applied] == [3, 5] and len(loads) == 2
-    assert backend.pipeline is not first_pipe and backend.profile == 5
-
-
-def test_cuda_oom_becomes_out_of_memory_error(fake_cuda, monkeypatch):
-    import torch
-
-    backend, applied, _ = fake_cuda
-    backend._use_profile(2)
-
-    def boom(*args):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-
-    monkeypatch.setattr(backend, "_generate", boom)
-    with pytest.raises(OutOfMemoryError, match="raise 'profile'") as caught:
-        backend.generate(subject(), options(profile=2), Recorder())
-    assert "profile 2" in str(caught.value) and caught.value.__cause__ is None
-    assert applied[0].unloaded
-
-
-def test_cpu_never_touches_mmgp(offline, monkeypatch):
-    monkeypatch.setattr(hunyuan, "apply_profile", lambda *a: pytest.fail("mmgp profile applied on CPU"))
+def test_cpu_never_touches_mmgp(offline, fake_mmgp):
     out = HunyuanShapeBackend("hunyuan3d-2").generate(subject(), options(profile=1), Recorder())
     assert out.profile is None and out.warnings == ["profile 1 ignored on CPU; running float32"]
+    assert fake_mmgp == []
 
 
 def test_config_without_inline_encoder_is_refused(tmp_path):

@@ -36,7 +36,7 @@ from pipeline.texture.backend import (
 from tests.fixtures.tiny_paint import MODULES_EXECUTED_ENV, REPO_ID, write_tiny_texture_models
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("texture_load", "delight", "uv", "render", "multiview", "bake", "inpaint")
+STAGES = ("load", "delight", "uv", "render", "multiview", "bake", "inpaint")
 
 
 # -- helpers ----------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_painted_mesh_has_uvs_and_a_base_colour_texture(painted):
 def test_every_stage_is_timed_and_reports_progress(painted):
     timings = painted.result.timings
     assert set(STAGES) <= set(timings) and all(timings[s] >= 0 for s in STAGES)
-    assert timings["texture_load"] > 0 and timings["multiview"] > 0
+    assert timings["load"] > 0 and timings["multiview"] > 0
     assert sum(timings[s] for s in STAGES[1:]) <= painted.seconds
     calls = painted.progress.calls
     fractions = [fraction for _, fraction, _ in calls]
@@ -411,6 +411,8 @@ class FakePipeline:
         import torch
 
         self.device, self.dtype, self.calls = torch.device("cpu"), dtype, []
+        # Where diffusers runs the models: under mmgp, CUDA while the idle models sit on the host.
+        self._execution_device = torch.device("meta")
 
     def __call__(self, image, **kwargs):
         self.calls.append(kwargs)
@@ -421,7 +423,7 @@ class FakePipeline:
         return "images"
 
 
-def test_device_aware_call_hands_views_over_on_the_pipelines_device_and_dtype():
+def test_device_aware_call_hands_views_over_on_the_pipelines_execution_device_and_dtype():
     import torch
 
     fake = FakePipeline(torch.float16)
@@ -436,9 +438,10 @@ def test_device_aware_call_hands_views_over_on_the_pipelines_device_and_dtype():
     assert sent["num_inference_steps"] == 4 and steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
     for key in ("normal_imgs", "position_imgs"):
         tensor = sent[key]
-        assert tensor.shape == (1, 2, 3, 8, 8) and tensor.dtype == torch.float16 and tensor.device.type == "cpu"
-        assert tensor[0, 0, :, 0, 0].tolist() == [1.0, 1.0, 1.0]
-        assert tensor[0, 0, :, 1, 1].tolist() == [0.0, 0.0, 1.0]
+        assert tensor.shape == (1, 2, 3, 8, 8) and tensor.dtype == torch.float16 and tensor.device.type == "meta"
+    values = tb.views_to_tensor([[view, view]], "cpu", torch.float16)
+    assert values[0, 0, :, 0, 0].tolist() == [1.0, 1.0, 1.0]
+    assert values[0, 0, :, 1, 1].tolist() == [0.0, 0.0, 1.0]
     call("image", num_inference_steps=30)  # outside configured(): texgen's own values, no callback
     assert fake.calls[1] == {"num_inference_steps": 30} and call.device == fake.device
 

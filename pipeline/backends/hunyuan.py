@@ -3,8 +3,8 @@
 The pipeline is built from the files :mod:`pipeline.weights` resolved
 (``from_single_file``), so hy3dgen never looks for weights on the network. On
 CPU it runs float32 and ignores profiles; on CUDA it loads fp16 on the host and
-hands the three models to mmgp, naming the DiT ``transformer`` so that the
-profile's 8-bit quantisation and pinning apply to it.
+its three models join the texture pipeline's under one mmgp profile
+(:mod:`pipeline.memory`, which says how they are named and why).
 
 torch, hy3dgen and mmgp are imported inside functions: importing
 :mod:`pipeline` stays cheap.
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
 from ..errors import ImageError, OutOfMemoryError, PipelineError
+from ..memory import PROFILES, shape_models, unpatched_safetensors
 from ..models import HUNYUAN_MODELS, ShapeModelSpec
 from ..progress import RunLog as _Run
 from ..settings import Settings, load_settings
@@ -139,25 +140,6 @@ def load_pipeline(weights: ResolvedModel, dtype: Any) -> Any:
     return pipe
 
 
-def apply_profile(pipe: Any, profile: int) -> Any:
-    """Hand the models to mmgp with ``profile``; returns mmgp's offload object.
-
-    The DiT goes in as ``transformer``: mmgp quantises (qint8) and pins only a
-    model of that name. mmgp leaves torch's default device on CUDA; it is put
-    back so unrelated CPU code in this process is not affected.
-    """
-    import torch
-    from mmgp import offload  # patches safetensors process-wide: only now, after loading
-
-    previous = torch.get_default_device()
-    pipe.device = torch.device("cuda")  # where hy3dgen creates latents and query grids
-    models = {"transformer": pipe.model, "vae": pipe.vae, "conditioner": pipe.conditioner}
-    try:
-        return offload.profile(models, profile_no=profile, verboseLevel=0)
-    finally:
-        torch.set_default_device(previous)
-
-
 # -- decoding and meshing -------------------------------------------------------
 
 def _to_trimesh(output: Any) -> "trimesh.Trimesh":
@@ -214,8 +196,6 @@ class HunyuanShapeBackend:
         self.device = device or choose_device(settings or load_settings())
         self.dtype = choose_dtype(self.device)
         self.pipeline: Any = None
-        self.profile: int | None = None  # mmgp profile currently applied (CUDA only)
-        self._offload: Any = None
         self._load_s = 0.0  # load time not yet reported in a request's timings
         self._lock = threading.RLock()
 
@@ -225,32 +205,40 @@ class HunyuanShapeBackend:
         with self._lock:
             if self.pipeline is None:
                 start = time.perf_counter()
-                self.pipeline = load_pipeline(self.weights, self.dtype)
+                with unpatched_safetensors():  # a reload may come after mmgp's import
+                    pipe = load_pipeline(self.weights, self.dtype)
+                if self.device == "cuda":
+                    import torch
+
+                    pipe.device = torch.device("cuda")  # where hy3dgen creates latents; mmgp moves the models
+                self.pipeline = pipe
                 self._load_s += time.perf_counter() - start
                 log.info("%s loaded on the host in %.2f s", self.name, time.perf_counter() - start)
 
+    @property
+    def profile(self) -> int | None:
+        """The mmgp profile over this model now (CUDA only), else None."""
+        return PROFILES.profile if PROFILES.shape is self else None
+
     def _use_profile(self, profile: int) -> None:
-        """Apply ``profile`` on CUDA. mmgp rewrites the models' forward methods
-        and quantises the DiT in place, so another profile cannot be layered on
-        top: switching releases mmgp and reloads the pipeline from disk first."""
-        if self.profile == profile and self._offload is not None:
-            return
-        if self._offload is not None:
-            log.info("%s: switching mmgp profile %s -> %s (reload)", self.name, self.profile, profile)
-            self.release()
-        self.load()
-        start = time.perf_counter()
-        self._offload = apply_profile(self.pipeline, profile)
-        self.profile = profile
-        self._load_s += time.perf_counter() - start
-        log.info("%s: mmgp profile %s applied in %.2f s", self.name, profile, time.perf_counter() - start)
+        """Apply ``profile`` on CUDA to this model and the loaded texture models
+        (one mmgp call); a switch reloads both from disk (:mod:`pipeline.memory`)."""
+        PROFILES.use(profile, shape=self)
+
+    def mmgp_models(self) -> dict[str, Any]:
+        return shape_models(self.pipeline)
+
+    def drop_models(self) -> None:
+        """Forget the pipeline (mmgp changed it in place); the next load reads the disk."""
+        with self._lock:
+            self.pipeline = None
 
     def release(self) -> None:
-        """Drop the pipeline and mmgp's hooks and pinned memory."""
+        """Drop the pipeline and, on CUDA, mmgp's hooks and pinned memory."""
         with self._lock:
-            if self._offload is not None:
-                self._offload.release()
-            self._offload, self.pipeline, self.profile = None, None, None
+            if self.device == "cuda":
+                PROFILES.drop(self)
+            self.drop_models()
             if self.device == "cuda":
                 free_cuda_memory()
 
@@ -271,9 +259,9 @@ class HunyuanShapeBackend:
             )
 
     def _recover_from_oom(self) -> None:
-        if self._offload is not None:
+        if PROFILES.offload is not None:
             try:
-                self._offload.unload_all()
+                PROFILES.unload_all()
             except Exception:  # noqa: BLE001 - best effort after an OOM; memory is freed below
                 log.exception("mmgp unload after OOM failed")
         free_cuda_memory()

@@ -24,6 +24,9 @@ and paints a face-reduced mesh. What it does differently from
   Both diffusers pipelines load fp16 on CUDA and float32 on CPU (hy3dgen's
   wrappers force fp16, about 5x slower on CPU), so the wrappers' ``__init__``
   (which also hard-code the loader) is not run; their ``__call__`` is.
+* **mmgp on CUDA.** The models load on the host and join the shape model's
+  under one mmgp profile (:mod:`pipeline.memory`: the paint UNet is mmgp's
+  ``transformer``); mmgp moves each to the GPU when it is called.
 * **No native code.** :func:`~pipeline.texture.rasterizer.install_rasterizer`
   provides ``custom_rasterizer`` (compiled when importable, else PyTorch;
   :attr:`TextureBackend.rasterizer` says which), and
@@ -64,6 +67,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
 from ..errors import ImageError, OptionsError, OutOfMemoryError, PipelineError, WeightsMissingError
+from ..memory import PROFILES, texture_models, unpatched_safetensors
 from ..models import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
 from ..progress import ProgressCallback, RunLog as _Run, null_progress
 from ..settings import Settings, load_settings
@@ -214,7 +218,7 @@ def load_delight(folder: Path, device: str, dtype: Any) -> Any:
     )
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return pipe if device == "cpu" else pipe.to(device)  # already on the host (fp16 there: under mmgp)
 
 
 def _unet_state(folder: Path) -> dict[str, Any]:
@@ -297,7 +301,7 @@ def load_paint(folder: Path, device: str, dtype: Any) -> Any:
     pipe = HunyuanPaintPipeline(**components)
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="trailing")
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return pipe if device == "cpu" else pipe.to(device)  # already on the host (fp16 there: under mmgp)
 
 
 def views_to_tensor(views: list[list["Image.Image"]], device: Any, dtype: Any) -> Any:
@@ -345,8 +349,8 @@ class _DeviceAwareCall:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         for key in ("normal_imgs", "position_imgs"):
-            if isinstance(kwargs.get(key), list):
-                kwargs[key] = views_to_tensor(kwargs[key], self.pipeline.device, self.pipeline.dtype)
+            if isinstance(kwargs.get(key), list):  # where the models run (CUDA under mmgp, whose models idle on the host)
+                kwargs[key] = views_to_tensor(kwargs[key], self.pipeline._execution_device, self.pipeline.dtype)
         if self._steps is not None:
             kwargs["num_inference_steps"] = self._steps
         if self._on_step is not None:
@@ -403,8 +407,10 @@ class Texgen:
         return self.pipeline.config
 
 
-def build_texgen(weights: TextureWeights, device: str, dtype: Any, size: RenderConfig) -> Texgen:
-    """Load both models and wire texgen's objects for ``device``."""
+def build_texgen(weights: TextureWeights, device: str, dtype: Any, size: RenderConfig,
+                 model_device: str | None = None) -> Texgen:
+    """Load both models (onto ``model_device``, default ``device``; the host
+    when mmgp will move them) and wire texgen's objects for ``device``."""
     from hy3dgen.texgen.differentiable_renderer.mesh_render import MeshRender
     from hy3dgen.texgen.pipelines import Hunyuan3DPaintPipeline, Hunyuan3DTexGenConfig
     from hy3dgen.texgen.utils.dehighlight_utils import Light_Shadow_Remover
@@ -412,8 +418,8 @@ def build_texgen(weights: TextureWeights, device: str, dtype: Any, size: RenderC
 
     config = Hunyuan3DTexGenConfig(str(weights.delight), str(weights.paint))
     config.device = device  # hard-code 1 of 3: 'cuda'
-    delight = _DeviceAwareCall(load_delight(weights.delight, device, dtype))
-    multiview = _DeviceAwareCall(load_paint(weights.paint, device, dtype))
+    delight = _DeviceAwareCall(load_delight(weights.delight, model_device or device, dtype))
+    multiview = _DeviceAwareCall(load_paint(weights.paint, model_device or device, dtype))
     models = {
         "delight_model": _bare(Light_Shadow_Remover, device=device, cfg_image=DELIGHT_CFG_IMAGE,
                                cfg_text=DELIGHT_CFG_TEXT, pipeline=delight),
@@ -483,6 +489,7 @@ class TextureBackend:
         self.device = device or choose_device(settings or load_settings())
         self.dtype = choose_dtype(self.device)
         self.sampling = sampling
+        self.default_profile = (settings or load_settings()).default_profile  # a paint() without a profile (CUDA)
         self.rasterizer: str | None = None  # 'compiled' or 'torch' once loaded
         self.texgen: Texgen | None = None
         self._load_s = 0.0  # load time not yet reported in a request's timings
@@ -503,7 +510,10 @@ class TextureBackend:
             install_inpaint()
             warm_up()  # compile the inpaint now (~3 s, or ~0.5 s from numba's cache), not in the first job
             install_uv_unwrap()
-            self.texgen = build_texgen(self.weights, self.device, self.dtype, render_config(TEXTURE_SIZES[-1]))
+            host = "cpu" if self.on_cuda else None  # under mmgp, which moves each model when called
+            with unpatched_safetensors():  # a reload may come after mmgp's import
+                self.texgen = build_texgen(self.weights, self.device, self.dtype, render_config(TEXTURE_SIZES[-1]),
+                                           model_device=host)
             self._load_s += time.perf_counter() - start
             log.info("texture models (%s + %s) loaded on %s (%s) in %.2f s; rasterizer: %s", DELIGHT_SUBFOLDER,
                      self.paint_model, self.device, self.dtype, time.perf_counter() - start, self.rasterizer)
@@ -511,11 +521,30 @@ class TextureBackend:
                 log.warning("%s is sampled with hy3dgen 2.0.2's standard paint pipeline (it has no turbo sampler)",
                             self.paint_model)
 
-    def release(self) -> None:
-        """Drop the models (and free CUDA memory)."""
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def _use_profile(self, profile: int | None) -> None:
+        """Join the shape model's mmgp profile (one call for both; a new
+        profile reloads both): ``profile``, else the one in force, else ``HY3D_PROFILE``."""
+        PROFILES.use(profile or PROFILES.profile or self.default_profile, texture=self)
+
+    def mmgp_models(self) -> dict[str, Any]:
+        return texture_models(self.texgen.delight.pipeline, self.texgen.multiview.pipeline)
+
+    def drop_models(self) -> None:
+        """Forget the models (mmgp changed them in place); the next load reads the disk."""
         with self._lock:
             self.texgen = None
-            if self.device.startswith("cuda"):
+
+    def release(self) -> None:
+        """Drop the models (and, on CUDA, leave the mmgp profile and free CUDA memory)."""
+        with self._lock:
+            if self.on_cuda:
+                PROFILES.drop(self)
+            self.drop_models()
+            if self.on_cuda:
                 free_cuda_memory()
 
     # -- the request path --
@@ -525,30 +554,38 @@ class TextureBackend:
         image: "Image.Image",
         texture_size: int = 2048,
         progress: ProgressCallback = null_progress,
+        profile: int | None = None,
     ) -> TextureResult:
-        """Paint ``mesh`` (already face-reduced) from ``image`` (RGBA, background removed)."""
+        """Paint ``mesh`` (already face-reduced) from ``image`` (RGBA, background removed).
+        On CUDA ``profile`` is the mmgp profile (None: the one in force, else
+        ``HY3D_PROFILE``); on CPU it does not apply."""
         size = render_config(texture_size)
         image = _check_image(image)
         with self._lock:
             try:
-                return self._paint(mesh, image, size, progress)
+                return self._paint(mesh, image, size, progress, profile)
             except Exception as exc:
                 if not self.device.startswith("cuda") or not is_oom(exc):
                     raise
+            if PROFILES.offload is not None:
+                PROFILES.unload_all()
             free_cuda_memory()  # past the handler: the failed frames and their tensors are gone
             raise OutOfMemoryError(
                 f"CUDA ran out of memory painting a {texture_size} texture; lower 'texture_size' or free VRAM."
             )
 
     def _paint(self, mesh: "trimesh.Trimesh", image: "Image.Image", size: RenderConfig,
-               progress: ProgressCallback) -> TextureResult:
+               progress: ProgressCallback, profile: int | None = None) -> TextureResult:
         from ..mesh import unwrap_uv
 
         run = _Run()
         if self.texgen is None:
             progress(STAGE, 0.0, f"Loading {self.paint_model} and {DELIGHT_SUBFOLDER}")
-        self.load()
-        run.timings["texture_load"], self._load_s = round(self._load_s, 4), 0.0
+        if self.on_cuda:
+            self._use_profile(profile)
+        else:
+            self.load()
+        run.timings["load"], self._load_s = round(self._load_s, 4), 0.0
         texgen = self.texgen
         apply_render_config(texgen.pipeline, size)
         with run.timed("delight"):
