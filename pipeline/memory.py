@@ -101,10 +101,6 @@ def unpatched_safetensors() -> Iterator[None]:
                 setattr(module, attribute, value)
 
 
-def mmgp_imported() -> bool:
-    return "mmgp.offload" in sys.modules or "mmgp.safetensors2" in sys.modules
-
-
 # -- the process-wide profile ----------------------------------------------------
 
 def shape_models(pipe: Any) -> dict[str, Any]:
@@ -133,7 +129,6 @@ class MemoryProfiles:
         self.shape: Member | None = None
         self.texture: Member | None = None
         self.offload: Any = None
-        self.calls = 0  # profile calls made (one per profile or member change)
         self._lock = threading.RLock()
 
     def members(self) -> list[Member]:
@@ -158,7 +153,12 @@ class MemoryProfiles:
                     old.drop_models()
             self.shape, self.texture = new_shape, new_texture
             self._load_members()
-            self._apply(profile)
+            try:
+                self._apply(profile)
+            except BaseException:
+                for member in self.members():  # a failed profile call may have changed some in place
+                    member.drop_models()
+                raise
             return True
 
     def include(self, *, shape: Member | None = None, texture: Member | None = None) -> None:
@@ -206,7 +206,6 @@ class MemoryProfiles:
         finally:
             torch.set_default_device(previous)  # mmgp leaves it on CUDA
         self.profile = profile
-        self.calls += 1
         elapsed = time.perf_counter() - start
         share = elapsed / len(self.members())  # one call for all: each member carries its share
         for member in self.members():
@@ -238,7 +237,6 @@ class MemoryProfiles:
             if self.offload is not None:
                 self._release_offload()
             self.shape = self.texture = None
-            self.calls = 0
 
 
 def _free_cuda() -> None:

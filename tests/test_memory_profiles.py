@@ -317,6 +317,7 @@ def test_loads_after_mmgps_import_see_safetensors_own_functions(monkeypatch):
     assert safetensors.safe_open is mmgp_open and safetensors.torch.load_file is mmgp_load
 
 
+@pytest.mark.slow  # about a minute: a fresh process importing mmgp, every profile twice
 def test_real_mmgp_rules_and_load_order(models_root, tmp_path):
     """The real mmgp.offload.profile over our names, profiles 1-5, textured
     and plain, in a fresh process: pinning, budgets and quantisation as
@@ -356,3 +357,20 @@ def test_real_mmgp_rules_and_load_order(models_root, tmp_path):
         if budgets is not None and not textured:
             budgets = {"*": 3000}  # no transformer, no transformer budget
         assert event["budgets"] == budgets, event
+
+
+def test_a_failed_profile_call_reloads_next_time(cuda, monkeypatch):
+    fake, loads = cuda
+    service = ImageTo3D()
+    offload = sys.modules["mmgp.offload"]
+
+    def fail(models, profile_no, **kwargs):
+        raise RuntimeError("mmgp failed half-way")
+
+    monkeypatch.setattr(offload, "profile", fail)
+    with pytest.raises(RuntimeError, match="half-way"):
+        request(service, 3, False)
+    assert service.backend("hunyuan3d-2").pipeline is None  # possibly changed in place: dropped
+    monkeypatch.setattr(offload, "profile", fake.profile)
+    request(service, 3, False)
+    assert len(fake.calls) == 1 and loads["shape"] == 2
