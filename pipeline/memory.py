@@ -11,7 +11,7 @@ offload objects that each keep their last model on the GPU.
 ``transformer`` in RAM (1-2 pin everything, 5 nothing) and profiles 2, 4, 5
 cap each model's GPU share, ``transformer``'s tighter (1200 MB, 400 MB at 5)
 than the others' (3000 MB). The paint UNet is ``transformer`` (see
-:data:`TRANSFORMER_MODEL`); the shape models are never quantised, so a seed
+:data:`TRANSFORMER`); the shape models are never quantised, so a seed
 gives the same mesh at every profile whether or not texturing is loaded.
 
 **Load order.** Importing ``mmgp.offload`` replaces ``safetensors.safe_open``
@@ -41,14 +41,14 @@ from typing import Any, Iterator, Protocol
 
 log = logging.getLogger(__name__)
 
-TRANSFORMER = "transformer"  # the one name mmgp quantises, and pins at profiles 3-4
-# Which model is handed over as ``transformer`` and why: the paint UNet is the
+# The one name mmgp quantises, and pins at profiles 3-4. It goes to the paint UNet, the
 # largest model of either pipeline (1831M parameters, 3.41 GiB fp16; next come
 # DINOv2 1137M and the DiT 1113M, ``python bench/gpu/profiles.py --dry-run``)
-# and the only one above mmgp's 3000 MB per-model budget, so at profiles 2, 4
-# and 5 it alone would be streamed unpinned at full size. As ``transformer`` it
-# is quantised to ~1.71 GiB, pinned at 3-4 and streamed within 1200/400 MB.
-TRANSFORMER_MODEL = "paint UNet"
+# and the only one above mmgp's 3000 MB per-model budget: under another name it
+# alone would be streamed in fp16 at profiles 2, 4 and 5 (from unpinned RAM at
+# 4-5). As ``transformer`` it is quantised to ~1.71 GiB, pinned at 3-4 and
+# streamed within 1200/400 MB.
+TRANSFORMER = "transformer"
 
 
 class Member(Protocol):

@@ -151,9 +151,9 @@ class ImageTo3D:
 
         backend = self.backend(choice.name)
         texture_timings: dict[str, float] = {}
+        progress("shape", 0.0, f"Generating shape with {choice.name}")
         if _under_mmgp(backend):
             self._profile_both(backend, options, texture_timings)
-        progress("shape", 0.0, f"Generating shape with {choice.name}")
         with run.timed("shape"):
             shape = backend.generate(rgba, options, progress)
         warnings.extend(shape.warnings)
