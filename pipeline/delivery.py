@@ -129,10 +129,15 @@ def deliver(
 ) -> Delivery:
     """Choose inline or URL for ``mode`` ("inline", "url" or "auto").
 
+    ``auto`` tries, in order: inline; inline with the texture shrunk; upload,
+    only when nothing inline fits and a bucket is configured; else the error.
+    A shrunk texture comes before a URL because the After Effects panel's
+    shipped client cannot read ``model_url`` (README, "Output size").
+
     ``reexport(jpeg_quality, max_texture_size)`` re-encodes the same mesh with
     a smaller texture; it is None for untextured results, which cannot shrink.
     """
-    if mode == "url" or (mode == "auto" and len(glb) > budget and bucket is not None):
+    if mode == "url":
         if bucket is None:
             raise DeliveryError(
                 "Field 'output' is 'url' but no bucket is configured; set " + ", ".join(BUCKET_VARS) + "."
@@ -141,6 +146,7 @@ def deliver(
         return Delivery(glb, "url", model_url=url, expires_at=expires)
 
     warnings: list[str] = []
+    original = glb
     if len(glb) > budget and reexport is not None:
         for quality, max_size in SHRINK_STEPS:
             before = len(glb)
@@ -152,6 +158,14 @@ def deliver(
             )
             if len(glb) <= budget:
                 break
+    if len(glb) > budget and mode == "auto" and bucket is not None:
+        # Nothing inline fits: the full-quality GLB goes up, not the shrunk one.
+        url, expires = upload_glb(original, bucket, prefix)
+        note = (
+            f"GLB is {_mb(len(original))}, over the {_mb(budget)} inline budget even with the texture shrunk; "
+            "returned it as model_url, which the panel's shipped api.js cannot read (use clients/panel/api.js)."
+        )
+        return Delivery(original, "url", model_url=url, expires_at=expires, warnings=[note])
     if len(glb) > budget:
         raise DeliveryError(
             f"The GLB is {_mb(len(glb))}, over the {_mb(budget)} inline limit (HY3D_INLINE_BUDGET_MB), even after "

@@ -100,16 +100,32 @@ def test_url_job_uploads_exact_bytes(s3, monkeypatch, subject_b64):
     assert len(downloaded) == response["file_size"]
 
 
-def test_auto_over_budget_uploads_and_under_budget_inlines(s3, monkeypatch, noisy_b64, subject_b64):
+def test_auto_shrinks_inline_before_it_uploads(s3, monkeypatch, noisy_b64, subject_b64):
+    """The panel's shipped client reads only model_base64: with a bucket
+    configured, a result that fits once its texture shrinks still comes inline."""
     use_bucket(monkeypatch, s3)
     monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.3")
-    big = job(noisy_b64)
-    assert big["output"] == "url", big.get("error")
-    assert big["file_size"] > 300_000
-    assert len(requests.get(big["model_url"], timeout=10).content) == big["file_size"]
+    shrunk = job(noisy_b64)
+    assert shrunk["output"] == "inline", shrunk.get("error")
+    assert "model_url" not in shrunk and shrunk["file_size"] <= 300_000
+    assert any("re-encoded the texture" in w for w in shrunk["warnings"])
     small = job(subject_b64, max_faces=2000, generate_texture=False)
     assert small["output"] == "inline" and small["file_size"] <= 300_000
     assert "model_url" not in small
+
+
+def test_auto_uploads_the_full_glb_when_nothing_inline_fits(s3, monkeypatch, noisy_b64):
+    use_bucket(monkeypatch, s3)
+    monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.05")
+    produced = []
+    real_deliver = worker.deliver
+    monkeypatch.setattr(worker, "deliver", lambda glb, *a, **k: produced.append(glb) or real_deliver(glb, *a, **k))
+    big = job(noisy_b64)
+    assert big["output"] == "url", big.get("error")
+    downloaded = requests.get(big["model_url"], timeout=10).content
+    assert downloaded == produced[0] and len(downloaded) == big["file_size"] > 50_000  # full quality, not shrunk
+    assert [w for w in big["warnings"] if "inline budget" in w] == [
+        w for w in big["warnings"] if "returned it as model_url" in w]
 
 
 def test_over_budget_without_bucket_shrinks_until_it_fits(monkeypatch, noisy_b64):
