@@ -140,14 +140,19 @@ FIELDS: tuple[FieldSpec, ...] = (
         choices=PAINT_MODELS,
     ),
     FieldSpec(
-        "smooth_normals", bool, False,
+        "smooth_normals", bool, True,
         "Write smooth vertex normals (+12 bytes a vertex, about 0.3 MB at 40k faces). Off, viewers shade flat, "
-        "as they do hy3dgen's own GLBs.",
+        "as the glTF spec requires for GLBs without normals (hy3dgen's own have none).",
     ),
     FieldSpec(
         "output", str, "auto",
         "How the GLB comes back: inline (base64 only), url (bucket upload), auto (inline under the budget).",
         choices=("auto", "inline", "url"),
+    ),
+    FieldSpec(
+        "preview", bool, False,
+        "Add preview_png_base64: a 512x512 PNG of the final model (three-quarter front view, transparent "
+        "background), rendered on the CPU; off by default to keep payloads small.",
     ),
 )
 
@@ -170,8 +175,9 @@ class GenerationOptions:
     num_chunks: int | None = None
     texture_size: int = 2048
     paint_model: str = DEFAULT_PAINT_MODEL
-    smooth_normals: bool = False
+    smooth_normals: bool = True
     output: str = "auto"
+    preview: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -180,6 +180,13 @@ class ImageTo3D:
             glb = export_glb(mesh, extras=extras, include_normals=options.smooth_normals)
         progress("export", 1.0, f"GLB {len(glb)} bytes")
 
+        preview_png = None
+        if options.preview:
+            with run.timed("preview"):
+                from .preview import render_preview_png
+
+                preview_png = render_preview_png(mesh)
+
         timings = {
             **run.timings,
             **{f"{choice.name}.{k}": round(v, 4) for k, v in shape.timings.items()},
@@ -200,6 +207,7 @@ class ImageTo3D:
             mesh=mesh,
             extras=extras,
             texture_rasterizer=rasterizer,
+            preview_png=preview_png,
         )
 
     @staticmethod
@@ -209,7 +217,7 @@ class ImageTo3D:
 
         return export_glb(
             result.mesh, extras=result.extras, jpeg_quality=jpeg_quality, max_texture_size=max_texture_size,
-            include_normals=bool(result.options.get("smooth_normals", False)),
+            include_normals=bool(result.options.get("smooth_normals", True)),
         )
 
     def _decode(self, image) -> "Image.Image":

@@ -62,6 +62,8 @@ class GenerationResult:
     # texture smaller without running the models again.
     mesh: Any = field(default=None, repr=False)
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
+    # PNG bytes of the final model (pipeline/preview.py) when ``preview`` was asked for.
+    preview_png: bytes | None = field(default=None, repr=False)
 
     @property
     def file_size(self) -> int:

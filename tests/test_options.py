@@ -57,6 +57,7 @@ WRONG_TYPE = {
     "paint_model": [1, None],
     "smooth_normals": [1, "true", None],
     "output": [1, None, True],
+    "preview": [1, "true", None],
 }
 OUT_OF_RANGE = {
     "profile": [0, 6, -1, 9],
@@ -76,7 +77,7 @@ OUT_OF_RANGE = {
 def test_tables_cover_every_field():
     names = {f.name for f in FIELDS}
     assert set(WRONG_TYPE) == names
-    assert set(OUT_OF_RANGE) == names - {"generate_texture", "remove_background", "smooth_normals"}
+    assert set(OUT_OF_RANGE) == names - {"generate_texture", "remove_background", "smooth_normals", "preview"}
 
 
 @pytest.mark.parametrize("field,value", [(f, v) for f, vs in WRONG_TYPE.items() for v in vs])

@@ -191,10 +191,11 @@ def _glb_attributes(response: dict) -> set[str]:
     return {name for name, value in vars(gltf.meshes[0].primitives[0].attributes).items() if value is not None}
 
 
-def test_smooth_normals_only_on_request(subject_b64):
-    """Default GLBs carry no normals (like hy3dgen's); ``smooth_normals`` adds them, also after a re-encode."""
+def test_smooth_normals_by_default(subject_b64):
+    """Default GLBs carry smooth normals (without them glTF viewers must shade
+    flat); ``smooth_normals: false`` leaves them out; a re-encode keeps them."""
     base = {"image": subject_b64, "model": "draft", "max_faces": 5000, "remove_background": False}
-    plain, smooth = run(base), run({**base, "smooth_normals": True})
+    plain, smooth = run({**base, "smooth_normals": False}), run(base)
     assert _glb_attributes(plain) == {"POSITION", "TEXCOORD_0"}
     assert _glb_attributes(smooth) == {"POSITION", "NORMAL", "TEXCOORD_0"}
     assert smooth["file_size"] - plain["file_size"] >= 12 * plain["vertices"]
