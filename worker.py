@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.delivery import BucketConfig, Delivery, DeliveryError, deliver, inline_budget_bytes
 from pipeline.errors import PipelineError, describe_failure
+from pipeline.image_url import fetch_image_url
 from pipeline.options import parse_options
 from pipeline.progress import throttled
 from pipeline.service import ImageTo3D
@@ -77,6 +78,7 @@ def to_response(result: GenerationResult, delivery: Delivery) -> dict[str, Any]:
         "timings": result.timings,
         "warnings": result.warnings + delivery.warnings,
         "texture_rasterizer": result.texture_rasterizer,
+        **({"preview_png_base64": base64.b64encode(result.preview_png).decode("ascii")} if result.preview_png else {}),
     }
 
 
@@ -86,13 +88,15 @@ def handler(job: dict) -> dict[str, Any]:
     if not isinstance(payload, dict):
         return {"error": "Request 'input' must be a JSON object with at least an 'image' field."}
     try:
-        if "image" not in payload:
-            return {"error": "Field 'image' is required: base64 PNG, JPEG or WebP."}
-        if not isinstance(payload["image"], str):
+        if "image" in payload and "image_url" in payload:
+            return {"error": "Send either 'image' or 'image_url', not both."}
+        if "image" not in payload and "image_url" not in payload:
+            return {"error": "Field 'image' is required: base64 PNG, JPEG or WebP (or send 'image_url' instead)."}
+        if "image" in payload and not isinstance(payload["image"], str):
             return {"error": "Field 'image' must be a base64 string."}
         pipeline = get_pipeline()
         # Defaults (HY3D_MODEL, HY3D_PROFILE) come from the settings the pipeline loaded at start-up.
-        options = parse_options(payload, settings=pipeline.settings, ignore=("image",))
+        options = parse_options(payload, settings=pipeline.settings, ignore=("image", "image_url"))
         # Delivery settings are checked before the models run, so a job that
         # could never be returned fails in milliseconds, not after a minute.
         budget, bucket = inline_budget_bytes(), BucketConfig.from_env()
@@ -102,7 +106,17 @@ def handler(job: dict) -> dict[str, Any]:
                 "BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME."
             )
         progress = _progress_reporter(job)
-        result = pipeline.generate(payload["image"], options, progress)
+        image, download_s = payload.get("image"), None
+        if image is None:  # image_url: fetched under pipeline/image_url.py's rules, after the cheap checks
+            started = time.perf_counter()
+            progress("decode", 0.0, "Downloading image_url")
+            image = fetch_image_url(payload["image_url"], pipeline.settings)
+            download_s = round(time.perf_counter() - started, 4)
+        result = pipeline.generate(image, options, progress)
+        if download_s is not None:
+            result.timings = {"download": download_s, **result.timings}
+        if result.preview_png:  # its base64 travels in the same body: the GLB gets that much less
+            budget -= 3 * -(-len(result.preview_png) // 3)  # base64's 4 characters per 3 bytes, in GLB bytes
         reexport = (lambda quality, size: pipeline.reexport(result, quality, size)) if result.textured else None
         delivery = deliver(
             result.glb, options.output, reexport=reexport, budget=budget, bucket=bucket,
