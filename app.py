@@ -26,6 +26,7 @@ from pipeline.settings import env_int
 from pipeline.types import GenerationResult
 
 DEFAULT_QUEUE_SIZE = 16
+HISTORY_SIZE = 8  # previews kept in the session's history gallery
 
 
 def _output_dir() -> Path:
@@ -108,7 +109,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
     def generate(
         image_path, model, profile, generate_texture, remove_background, seed, randomize_seed,
         max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
-        smooth_normals=False, progress=gr.Progress(),
+        smooth_normals=None, history=None, progress=gr.Progress(),
     ):
         if not image_path:
             raise gr.Error("Upload an image first.")
@@ -119,7 +120,8 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                 model, profile, generate_texture, remove_background, seed, max_faces,
                 steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model, smooth_normals,
             )
-            options = parse_options(fields, settings=settings)
+            # The app always asks for the preview: it feeds the history gallery.
+            options = parse_options({**fields, "preview": True}, settings=settings)
             image_bytes = Path(image_path).read_bytes()
 
             def report(stage: str, fraction: float, message: str = "") -> None:
@@ -138,7 +140,17 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             "vertices": result.vertices, "textured": result.textured, "file_size": result.file_size,
             "execution_time": result.execution_time, "timings": result.timings, "warnings": result.warnings,
         }
-        return str(path), str(path), stats_markdown(result), stats, options.seed
+        return str(path), str(path), stats_markdown(result), stats, options.seed, remember(history, result, path)
+
+    def remember(history, result: GenerationResult, glb_path: Path) -> list:
+        """The session's history with this result's preview first, at most HISTORY_SIZE entries."""
+        if not result.preview_png:
+            return list(history or [])
+        preview_path = glb_path.with_suffix(".png")
+        preview_path.write_bytes(result.preview_png)
+        caption = (f"{result.model} · seed {result.seed} · {result.faces:,} faces · "
+                   f"{'textured' if result.textured else 'untextured'} · {result.execution_time:.1f} s")
+        return [(str(preview_path), caption), *(history or [])][:HISTORY_SIZE]
 
     with gr.Blocks(title="Image to 3D") as demo:
         gr.Markdown("## Image to 3D (Hunyuan3D-2)")
@@ -179,14 +191,17 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                 download = gr.File(label="Download GLB", elem_id="glb-download")
                 stats = gr.Markdown(elem_id="stats")
                 stats_json = gr.JSON(visible=False)
+        history = gr.State([])
+        gallery = gr.Gallery(label=f"Recent results (last {HISTORY_SIZE}, newest first)", columns=HISTORY_SIZE,
+                             height=200, object_fit="contain", elem_id="history-gallery")
         button.click(
             generate,
             inputs=[image, model, profile, generate_texture, remove_background, seed, randomize_seed,
                     max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
-                    smooth_normals],
-            outputs=[viewer, download, stats, stats_json, seed],
+                    smooth_normals, history],
+            outputs=[viewer, download, stats, stats_json, seed, history],
             api_name="generate",
-        )
+        ).then(lambda items: items, inputs=[history], outputs=[gallery], api_visibility="private")
     queue_size = env_int("HY3D_QUEUE_SIZE", DEFAULT_QUEUE_SIZE)
     demo.queue(default_concurrency_limit=1, max_size=queue_size)
     return demo

@@ -228,7 +228,20 @@ def to_result(
         warnings=[str(w) for w in output.get("warnings") or []],
         execution_time=float(output.get("execution_time", remote_timings.get("remote.round_trip", 0.0))),
         options=options.to_dict(),
+        preview_png=_preview(output),
     )
+
+
+def _preview(output: dict[str, Any]) -> bytes | None:
+    """The worker's preview PNG, if it sent a decodable one (it is a nicety: never fail a job over it)."""
+    encoded = output.get("preview_png_base64")
+    if not isinstance(encoded, str):
+        return None
+    try:
+        png = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return png if png.startswith(b"\x89PNG\r\n\x1a\n") else None
 
 
 class _ProgressRelay:

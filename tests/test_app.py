@@ -54,6 +54,7 @@ def test_generate_textured_glb(client, tmp_path):
     assert isinstance(texture, Image.Image) and min(texture.size) >= 16
     assert open(download_path, "rb").read() == open(viewer_path, "rb").read()
     assert "Faces" in stats_md and seed == 1234
+    assert stats["timings"]["preview"] > 0  # rendered for the history gallery, which is not part of the API
 
 
 def test_randomized_seed_is_reported(client, tmp_path):

@@ -197,6 +197,16 @@ def test_remote_job_returns_the_workers_glb_with_progress_from_status():
     assert all(r.authorized for r in fake.requests)
 
 
+def test_remote_preview_reaches_the_app():
+    """The app asks for a preview (its history gallery); the worker's PNG comes back as bytes."""
+    with FakeRunPod() as fake:
+        result = generator(fake).generate(make_subject_png(), draft_options(preview=True), Recorder())
+        job = only_job(fake)
+    assert job.input["preview"] is True
+    assert result.preview_png == base64.b64decode(job.output["preview_png_base64"])
+    assert result.preview_png.startswith(b"\x89PNG")
+
+
 def test_worker_rejection_is_the_workers_sentence():
     with FakeRunPod() as fake:
         remote = generator(fake)
