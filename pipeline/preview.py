@@ -11,21 +11,21 @@ above), lit by one soft key light plus ambient and shaded with the smooth
 closed mesh the faces turned away from the camera are culled first (half the
 rasterizer's work). One sample per pixel: supersampling 2x for soft edges
 cost 3-4x the time and broke the 0.5 s target at 40k faces on a 2-core CPU
-(``python -m bench.preview``). The PNG is RGBA (tens of KB for a shaded
-model); a detailed texture that would push it past ``MAX_PREVIEW_BYTES`` is
-saved as a palette PNG instead (:func:`encode_preview_png`).
+(measured in this session's first trial). The PNG is RGBA, or a palette PNG
+when that would pass 150 KB (:func:`encode_preview_png` says why).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
 PREVIEW_SIZE = 512
-SUPERSAMPLE = 1
 MAX_PREVIEW_BYTES = 150_000
 AZIMUTH_DEG = 35.0
 ELEVATION_DEG = 20.0
@@ -54,15 +54,32 @@ class View:
         return np.stack([self.right, self.up, self.back])  # world -> view rows
 
 
-def _texture_rgb(mesh) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(texture [H, W, 3] float32 0..1, per-vertex UV [N, 2]) or (None, None)."""
+def _texture(mesh) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(texture [H, W, 3] uint8, per-vertex UV [N, 2]) or (None, None)."""
     from .export import texture_image
 
     image = texture_image(mesh)
     if image is None:
         return None, None
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return rgb, np.asarray(mesh.visual.uv, dtype=np.float32)
+    return np.asarray(image.convert("RGB")), np.asarray(mesh.visual.uv, dtype=np.float32)
+
+
+def _sample(texture: np.ndarray, st: np.ndarray) -> np.ndarray:
+    """Bilinear texture colours [P, 3] in 0..1 at UVs [P, 2] (v = 0 at the
+    image's bottom row, as glTF/trimesh have it). Only the covered pixels are
+    sampled, straight from the uint8 image: converting a 2048 texture to
+    float first took longer than the whole rasterization."""
+    height, width = texture.shape[:2]
+    x = np.clip(st[:, 0], 0.0, 1.0) * width - 0.5
+    y = (1.0 - np.clip(st[:, 1], 0.0, 1.0)) * height - 0.5
+    x0, y0 = np.floor(x), np.floor(y)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    x0 = np.clip(x0.astype(np.int64), 0, width - 1)
+    y0 = np.clip(y0.astype(np.int64), 0, height - 1)
+    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+    top = texture[y0, x0] * (1 - fx) + texture[y0, x1] * fx
+    bottom = texture[y1, x0] * (1 - fx) + texture[y1, x1] * fx
+    return ((top * (1 - fy) + bottom * fy) / 255.0).astype(np.float32)
 
 
 def _welded(mesh):
@@ -70,9 +87,25 @@ def _welded(mesh):
     map back: seams must neither crease the shading nor hide that it is closed."""
     import trimesh
 
-    vertices = np.asarray(mesh.vertices)
-    unique, inverse = np.unique(vertices, axis=0, return_inverse=True)
-    return trimesh.Trimesh(unique, inverse.reshape(-1)[np.asarray(mesh.faces)], process=False), inverse.reshape(-1)
+    vertices = np.ascontiguousarray(mesh.vertices, dtype=np.float64)
+    # Unique rows through a bytes view: 3-4x faster than np.unique(axis=0), same groups.
+    keys = vertices.view(np.dtype((np.void, vertices.dtype.itemsize * 3))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return trimesh.Trimesh(vertices[first], inverse[np.asarray(mesh.faces)], process=False), inverse
+
+
+def _closed_and_consistent(faces: np.ndarray, vertex_count: int) -> bool:
+    """Every directed edge occurs once and its reverse occurs too: the surface is
+    closed and consistently wound. (trimesh's is_watertight plus
+    is_winding_consistent say the same in 3x the time.)"""
+    edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2).astype(np.int64)
+    keys = np.sort(edges[:, 0] * vertex_count + edges[:, 1])
+    if (keys[1:] == keys[:-1]).any():
+        return False
+    reverse = edges[:, 1] * vertex_count + edges[:, 0]
+    found = np.searchsorted(keys, reverse)
+    return bool((found < len(keys)).all() and (keys[np.minimum(found, len(keys) - 1)] == reverse).all())
 
 
 def _front_faces(welded, local: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -80,18 +113,44 @@ def _front_faces(welded, local: np.ndarray, faces: np.ndarray) -> np.ndarray:
     turned away from the camera are always hidden behind others, so dropping
     them halves the rasterizer's work with the same picture. Other meshes keep
     every face (the rasterizer draws both sides)."""
-    if not (welded.is_watertight and welded.is_winding_consistent):
+    welded_faces = np.asarray(welded.faces)
+    if not _closed_and_consistent(welded_faces, len(welded.vertices)):
         return faces
     a, b, c = local[faces[:, 0]], local[faces[:, 1]], local[faces[:, 2]]
     facing = np.cross(b - a, c - a)[:, 2]  # towards the camera when positive, for outward winding
-    w = np.asarray(welded.vertices)[np.asarray(welded.faces)]
+    w = np.asarray(welded.vertices)[welded_faces]
     # Sign of the enclosed volume (trimesh's mass_properties computes far more, 30 ms at 40k faces).
     outward = 1.0 if np.einsum("ij,ij->", w[:, 0], np.cross(w[:, 1], w[:, 2])) >= 0 else -1.0
     return faces[facing * outward > 0]
 
 
-def render_preview_rgba(mesh, size: int = PREVIEW_SIZE, supersample: int = SUPERSAMPLE) -> np.ndarray:
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run torch single-threaded for a moment. The preview's tensors are small
+    (one 512x512 frame): on the 2-core development machine under load, two
+    intra-op threads made a 40k-face render 0.69 s -> 3.8 s wall (1.3 s of
+    CPU against 0.25 s), in bench/preview.py. The pipeline serialises requests
+    (ImageTo3D's lock), so no other torch work runs meanwhile."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def render_preview_rgba(mesh, size: int = PREVIEW_SIZE) -> np.ndarray:
     """[size, size, 4] uint8 RGBA render of a trimesh mesh (textured when it carries a texture)."""
+    with _one_torch_thread():
+        return _render(mesh, size)
+
+
+def _render(mesh, size: int) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
@@ -114,13 +173,12 @@ def render_preview_rgba(mesh, size: int = PREVIEW_SIZE, supersample: int = SUPER
     pos = torch.from_numpy(clip.astype(np.float32))
     welded, inverse = _welded(mesh)
     tri = torch.from_numpy(_front_faces(welded, local, faces))
-    hi = size * supersample
-    findices, bary = rasterize(pos, tri, (hi, hi))
+    findices, bary = rasterize(pos, tri, (size, size))
     covered = findices > 0
 
     # Normals (and UVs) are blended at the covered pixels only, in one gather:
     # the rasterizer's own interpolate() fills every pixel, twice the work here.
-    texture, uv = _texture_rgb(mesh)
+    texture, uv = _texture(mesh)
     normals = np.asarray(welded.vertex_normals)[inverse] @ view.T  # as export.welded_normals writes them
     attrs = torch.from_numpy(np.column_stack([normals, uv] if uv is not None else [normals]).astype(np.float32))
     pixel = torch.nonzero(covered.reshape(-1)).squeeze(1)
@@ -131,42 +189,39 @@ def render_preview_rgba(mesh, size: int = PREVIEW_SIZE, supersample: int = SUPER
     light = F.normalize(torch.tensor([-0.35, 0.55, 0.75]), dim=0)
     shade = AMBIENT + DIFFUSE * (n @ light).clamp(min=0.0)
     if texture is not None:
-        st = blended[:, 3:5]
-        # glTF/trimesh UVs have v = 0 at the image's bottom row.
-        grid = torch.stack([st[:, 0] * 2 - 1, (1 - st[:, 1]) * 2 - 1], dim=-1)[None, None]
-        tex = torch.from_numpy(texture).permute(2, 0, 1)[None]
-        albedo = F.grid_sample(tex, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
+        albedo = torch.from_numpy(_sample(texture, blended[:, 3:5].numpy()))
     else:
         albedo = torch.tensor(UNTEXTURED_RGB).expand(len(pixel), 3)
-    rgb = torch.zeros(hi * hi, 3)
-    rgb[pixel] = (albedo * shade[:, None]).clamp(0.0, 1.0)
-    rgb = rgb.view(hi, hi, 3)
-    alpha = covered.to(torch.float32)[..., None]
-    rgba = torch.cat([rgb * alpha, alpha], dim=-1)  # premultiplied, so averaging does not bleed black
-    if supersample > 1:
-        rgba = F.avg_pool2d(rgba.permute(2, 0, 1)[None], supersample)[0].permute(1, 2, 0)
-    a = rgba[..., 3:4]
-    colour = torch.where(a > 0, rgba[..., :3] / a.clamp(min=1e-6), torch.zeros_like(rgba[..., :3]))
-    out = torch.cat([colour, a], dim=-1)
-    return (out * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+    out = torch.zeros(size * size, 4, dtype=torch.uint8)  # transparent where nothing was drawn
+    out[pixel, :3] = ((albedo * shade[:, None]).clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
+    out[pixel, 3] = 255
+    return out.view(size, size, 4).numpy()
 
 
 def encode_preview_png(rgba: np.ndarray, max_bytes: int = MAX_PREVIEW_BYTES) -> bytes:
-    """RGBA PNG; over ``max_bytes`` (a noisy texture), a 256-colour palette PNG
-    with per-entry alpha; still over, 16 colours at 4 bits a pixel, which at
-    512x512 cannot exceed 132 KB however noisy the picture."""
+    """An RGBA PNG when it fits ``max_bytes``; else a 256-colour palette PNG
+    with per-entry alpha; else 16 colours at 4 bits a pixel, which at 512x512
+    cannot pass 132 KB however noisy the picture.
+
+    Measured in bench/preview.py: the draft figure (smooth colours) is 57 KB as
+    RGBA, where a palette would band visibly; the Hunyuan-like figure with a
+    detailed baked texture is 187 KB as RGBA, over the 150 KB target, and 59 KB
+    as a palette PNG, whose banding its texture detail hides.
+    """
     from PIL import Image
 
     image = Image.fromarray(rgba, "RGBA")
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=6)
+    png = buffer.getvalue()
     for colours, bits in ((256, 8), (16, 4)):
-        if buffer.tell() <= max_bytes:
+        if len(png) <= max_bytes:
             break
         palette = image.quantize(colours, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
         buffer = io.BytesIO()
         palette.save(buffer, "PNG", compress_level=6, bits=bits)
-    return buffer.getvalue()
+        png = buffer.getvalue()
+    return png
 
 
 def render_preview_png(mesh, size: int = PREVIEW_SIZE) -> bytes:

@@ -108,3 +108,14 @@ def test_preview_counts_against_the_inline_budget(subject_b64, monkeypatch):
     fake_png = b"\x89PNG" + b"x" * ((50_000 - alone["file_size"]) + 1000)
     monkeypatch.setattr(preview, "render_preview_png", lambda mesh: fake_png)
     assert "inline limit" in run(subject_b64, preview=True, **fields)["error"]
+
+
+def test_closed_surface_check_agrees_with_trimesh():
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    faces = np.asarray(sphere.faces)
+    flipped = faces.copy()
+    flipped[0] = flipped[0, ::-1]
+    for candidate, expected in ((faces, True), (faces[:-1], False), (flipped, False)):
+        mesh = trimesh.Trimesh(sphere.vertices, candidate, process=False)
+        assert mesh.is_watertight and mesh.is_winding_consistent or not expected
+        assert preview._closed_and_consistent(candidate, len(sphere.vertices)) is expected
