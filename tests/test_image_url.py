@@ -298,3 +298,62 @@ def test_image_url_must_be_a_string():
 def test_worker_keeps_serving_after_a_refusal(server, subject_b64):
     assert "error" in job(image_url=server.url("/subject.png"))
     assert "error" not in job(image=subject_b64)
+
+
+# -- https: the pinned connection still checks the certificate against the name --------
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    """An https server on loopback whose self-signed certificate names images.test."""
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "images.test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("images.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    srv = Server()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    srv.httpd.socket = context.wrap_socket(srv.httpd.socket, server_side=True)
+    srv.thread.start()
+    try:
+        yield srv, str(cert_path)
+    finally:
+        srv.httpd.shutdown()
+        srv.httpd.server_close()
+        srv.thread.join(timeout=10)
+
+
+def test_https_is_pinned_and_verified_for_the_name(tls_server, allow_private, monkeypatch):
+    import certifi
+
+    srv, ca = tls_server
+    monkeypatch.setattr(image_url, "resolve", lambda host, port: ["127.0.0.1"])
+    # Not trusted: the pinned connection still verifies the certificate.
+    with pytest.raises(ImageError, match="could not be fetched from images.test"):
+        fetch(f"https://images.test:{srv.port}/subject.png")
+    # Trusted, and valid for the name (not for 127.0.0.1, where the socket goes): served.
+    monkeypatch.setattr(certifi, "where", lambda: ca)
+    assert fetch(f"https://images.test:{srv.port}/subject.png") == PNG
+    assert srv.hosts[-1] == f"images.test:{srv.port}"
+    # A name the certificate does not cover is refused.
+    monkeypatch.setattr(image_url, "resolve", lambda host, port: ["127.0.0.1"])
+    with pytest.raises(ImageError, match="could not be fetched from other.test"):
+        fetch(f"https://other.test:{srv.port}/subject.png")
