@@ -16,7 +16,8 @@ the mesh is textured, its base colour texture as JPEG.
   (-240 KB at 40k faces). Its ``tree_postprocessor`` hook adds the buffer-view
   targets the Khronos validator asks for (BUFFER_VIEW_TARGET_MISSING), the
   ``asset.generator`` and ``asset.extras``.
-* Vertex normals only on request (``smooth_normals``): 12 bytes a vertex,
+* Vertex normals by default (``smooth_normals``, true unless the request
+  says false; the service's default since issue 18): 12 bytes a vertex,
   0.30 MB on a 1.53 MB GLB at 40k faces with a 2048 texture, which alone
   kept the GLB above a quarter of hy3dgen's (bench/postprocess.py at 384^3:
   0.296 with, 0.247 without). Without them glTF viewers shade flat, exactly as they do
