@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError, describe_failure
-from pipeline.models import MODEL_CHOICES, PAINT_MODELS, TEXTURE_SIZES
+from pipeline.models import MODEL_CHOICES, MULTIVIEW_MODELS, PAINT_MODELS, TEXTURE_SIZES, VIEW_NAMES
 from pipeline.options import FIELDS_BY_NAME, parse_options
 from pipeline.progress import STAGES
 from pipeline.remote import RemoteGenerator, RemoteSettings
@@ -109,7 +109,8 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
     def generate(
         image_path, model, profile, generate_texture, remove_background, seed, randomize_seed,
         max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
-        smooth_normals=None, history=None, progress=gr.Progress(),
+        smooth_normals=None, history=None, view_left=None, view_back=None, view_right=None,
+        progress=gr.Progress(),
     ):
         if not image_path:
             raise gr.Error("Upload an image first.")
@@ -123,12 +124,14 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             # The app always asks for the preview: it feeds the history gallery.
             options = parse_options({**fields, "preview": True}, settings=settings)
             image_bytes = Path(image_path).read_bytes()
+            paths = dict(zip(VIEW_NAMES, (view_left, view_back, view_right)))
+            views = {view: Path(path).read_bytes() for view, path in paths.items() if path}
 
             def report(stage: str, fraction: float, message: str = "") -> None:
                 index = STAGES.index(stage) if stage in STAGES else 0
                 progress((index + min(max(fraction, 0.0), 1.0)) / len(STAGES), desc=f"{stage}: {message}")
 
-            result = pipeline.generate(image_bytes, options, report)
+            result = pipeline.generate(image_bytes, options, report, views=views)
         except Exception as exc:  # noqa: BLE001 - every failure becomes the worker's sentence
             raise gr.Error(describe_failure(exc)[0]) from None
         for warning in result.warnings:
@@ -161,6 +164,16 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                 # transparent PNG keeps its alpha (and skips background removal).
                 image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                  elem_id="input-image")
+                with gr.Accordion("Multi-view (optional: multi-view models)", open=False):
+                    gr.Markdown("The image above is the front; add any of left, back and right (hy3dgen's order: "
+                                "front, turned 90° clockwise, back, turned 270°). Views need a multi-view model: "
+                                f"{', '.join(MULTIVIEW_MODELS)}, or auto.")
+                    with gr.Row():
+                        view_images = [
+                            gr.Image(label=view.capitalize(), type="filepath", image_mode=None,
+                                     sources=["upload", "clipboard"], elem_id=f"view-{view}", height=160)
+                            for view in VIEW_NAMES
+                        ]
                 model = gr.Dropdown(list(MODEL_CHOICES), value=settings.default_model, label="Model")
                 profile = gr.Slider(1, 5, value=settings.default_profile, step=1, label="Memory profile (mmgp)",
                                     info="1 = fastest, most VRAM; 5 = least VRAM")
@@ -198,7 +211,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             generate,
             inputs=[image, model, profile, generate_texture, remove_background, seed, randomize_seed,
                     max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
-                    smooth_normals, history],
+                    smooth_normals, history, *view_images],
             outputs=[viewer, download, stats, stats_json, seed, history],
             api_name="generate",
         ).then(lambda items: items, inputs=[history], outputs=[gallery], api_visibility="private")

@@ -23,6 +23,7 @@ from pipeline.options import parse_options
 from pipeline.progress import throttled
 from pipeline.service import ImageTo3D
 from pipeline.types import GenerationResult
+from pipeline.views import check_views, require_multiview
 
 log = logging.getLogger("worker")
 
@@ -96,7 +97,7 @@ def handler(job: dict) -> dict[str, Any]:
             return {"error": "Field 'image' must be a base64 string."}
         pipeline = get_pipeline()
         # Defaults (HY3D_MODEL, HY3D_PROFILE) come from the settings the pipeline loaded at start-up.
-        options = parse_options(payload, settings=pipeline.settings, ignore=("image", "image_url"))
+        options = parse_options(payload, settings=pipeline.settings, ignore=("image", "image_url", "views"))
         # Delivery settings are checked before the models run, so a job that
         # could never be returned fails in milliseconds, not after a minute.
         budget, bucket = inline_budget_bytes(), BucketConfig.from_env()
@@ -106,13 +107,15 @@ def handler(job: dict) -> dict[str, Any]:
                 "BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME."
             )
         progress = _progress_reporter(job)
+        views = check_views(payload.get("views"))  # cheap checks first: before any image_url download
+        require_multiview(options.model, views)
         image, download_s = payload.get("image"), None
         if image is None:  # image_url: fetched under pipeline/image_url.py's rules, after the cheap checks
             started = time.perf_counter()
             progress("decode", 0.0, "Downloading image_url")
             image = fetch_image_url(payload["image_url"], pipeline.settings)
             download_s = round(time.perf_counter() - started, 4)
-        result = pipeline.generate(image, options, progress)
+        result = pipeline.generate(image, options, progress, views=views)
         if download_s is not None:
             result.timings = {"download": download_s, **result.timings}
         if result.preview_png:  # its base64 travels in the same body: the GLB gets that much less

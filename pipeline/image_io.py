@@ -27,7 +27,7 @@ from .settings import Settings
 # that carries extra pictures (many phone cameras); its first frame is a JPEG.
 _OPEN_FORMATS = ("PNG", "JPEG", "WEBP")
 _ACCEPTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "WEBP"})
-_NOT_AN_IMAGE = "Field 'image' is not a PNG, JPEG or WebP image."
+_NOT_AN_IMAGE = "Field '{field}' is not a PNG, JPEG or WebP image."
 
 _DATA_URL = re.compile(r"^\s*data:([^,]*?),", re.IGNORECASE)
 _DATA_URL_MAX = 256  # a media type longer than this is not one we accept
@@ -44,33 +44,33 @@ def _mb(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MiB"  # binary units, as HY3D_MAX_IMAGE_BYTES is documented
 
 
-def _too_many_bytes(size: int, settings: Settings, *, estimated: bool = False) -> ImageError:
+def _too_many_bytes(size: int, settings: Settings, *, estimated: bool = False, field: str = "image") -> ImageError:
     qualifier = "about " if estimated else ""
     return ImageError(
-        f"Field 'image' is {qualifier}{size} bytes ({_mb(size)}) after decoding; the limit is "
+        f"Field '{field}' is {qualifier}{size} bytes ({_mb(size)}) after decoding; the limit is "
         f"{settings.max_image_bytes} bytes ({_mb(settings.max_image_bytes)}), "
         "set by HY3D_MAX_IMAGE_BYTES."
     )
 
 
-def _too_many_pixels(pixels: int, size: tuple[int, int] | None, settings: Settings) -> ImageError:
+def _too_many_pixels(pixels: int, size: tuple[int, int] | None, settings: Settings, field: str = "image") -> ImageError:
     dims = f"{size[0]}x{size[1]} = " if size else ""
     return ImageError(
-        f"Field 'image' is {dims}{pixels} pixels; the limit is {settings.max_image_pixels} "
+        f"Field '{field}' is {dims}{pixels} pixels; the limit is {settings.max_image_pixels} "
         "pixels, set by HY3D_MAX_IMAGE_PIXELS."
     )
 
 
-def _strip_data_url(data: str) -> str:
+def _strip_data_url(data: str, field: str = "image") -> str:
     """Drop a ``data:image/...;base64,`` prefix; refuse data URLs that aren't base64."""
     match = _DATA_URL.match(data[:_DATA_URL_MAX])
     if match is None:
         return data
     params = [p.strip().lower() for p in match.group(1).split(";")]
     if "base64" not in params[1:]:
-        raise ImageError("Field 'image' is a data URL without ';base64'; send the image base64-encoded.")
+        raise ImageError(f"Field '{field}' is a data URL without ';base64'; send the image base64-encoded.")
     if params[0] and not params[0].startswith("image/"):
-        raise ImageError(f"Field 'image' is a data URL of type {params[0]!r}, not an image.")
+        raise ImageError(f"Field '{field}' is a data URL of type {params[0]!r}, not an image.")
     return data[match.end():]
 
 
@@ -78,36 +78,36 @@ def _decoded_size(b64_len: int, padding: int) -> int:
     return (b64_len // 4) * 3 - padding
 
 
-def decode_base64_image(data: str, settings: Settings) -> Image.Image:
+def decode_base64_image(data: str, settings: Settings, field: str = "image") -> Image.Image:
     """Decode the request's base64 ``image`` field into an RGBA image.
 
     The size limit is checked from the base64 length first, so an oversized
     payload is refused without allocating its decoded bytes.
     """
     if not isinstance(data, str):
-        raise ImageError(f"Field 'image' must be a base64 string, got {type(data).__name__}.")
-    payload = _strip_data_url(data)
+        raise ImageError(f"Field '{field}' must be a base64 string, got {type(data).__name__}.")
+    payload = _strip_data_url(data, field)
     # Cheap bound before any copy: base64 turns 3 bytes into 4 characters, and
     # line breaks add at most a few percent, so twice the encoded limit is
     # generous; anything longer cannot fit whatever its whitespace.
     if len(payload) > 2 * (4 * settings.max_image_bytes // 3 + 4):
-        raise _too_many_bytes(len(payload) * 3 // 4, settings, estimated=True)
+        raise _too_many_bytes(len(payload) * 3 // 4, settings, estimated=True, field=field)
     compact = "".join(payload.split())
     if not compact:
-        raise ImageError("Field 'image' is empty.")
+        raise ImageError(f"Field '{field}' is empty.")
     # Tolerate URL-safe alphabet and missing padding, both common in clients.
     compact = compact.replace("-", "+").replace("_", "/")
     if len(compact) % 4 == 1:
-        raise ImageError("Field 'image' is not valid base64: its length is impossible for base64.")
+        raise ImageError(f"Field '{field}' is not valid base64: its length is impossible for base64.")
     compact += "=" * (-len(compact) % 4)
     size = _decoded_size(len(compact), len(compact) - len(compact.rstrip("=")))
     if size > settings.max_image_bytes:
-        raise _too_many_bytes(size, settings)
+        raise _too_many_bytes(size, settings, field=field)
     try:
         raw = base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise ImageError(f"Field 'image' is not valid base64: {exc}.") from None
-    return load_image(raw, settings)
+        raise ImageError(f"Field '{field}' is not valid base64: {exc}.") from None
+    return load_image(raw, settings, field)
 
 
 def _detected_format(data: bytes) -> str | None:
@@ -119,31 +119,31 @@ def _detected_format(data: bytes) -> str | None:
         return None
 
 
-def _bomb_error(exc: Exception, settings: Settings) -> ImageError:
+def _bomb_error(exc: Exception, settings: Settings, field: str = "image") -> ImageError:
     match = _BOMB_PIXELS.search(str(exc))
     if match:
-        return _too_many_pixels(int(match.group(1)), None, settings)
-    return ImageError(f"Field 'image' is too large to decode ({exc}); the limit is "
+        return _too_many_pixels(int(match.group(1)), None, settings, field)
+    return ImageError(f"Field '{field}' is too large to decode ({exc}); the limit is "
                       f"{settings.max_image_pixels} pixels, set by HY3D_MAX_IMAGE_PIXELS.")
 
 
-def _open_header(data: bytes, settings: Settings) -> Image.Image:
+def _open_header(data: bytes, settings: Settings, field: str = "image") -> Image.Image:
     """Parse only the header with one of our three plugins and check the format."""
     try:
         img = Image.open(io.BytesIO(data), formats=_OPEN_FORMATS)
     # Pillow's own cap (a global we leave alone) fires inside open(); its
     # warning is an exception only where warnings were made errors.
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb_error(exc, settings) from None
+        raise _bomb_error(exc, settings, field) from None
     except UnidentifiedImageError:
         fmt = _detected_format(data)
         if fmt:
-            raise ImageError(f"Field 'image' is a {fmt} image; only PNG, JPEG and WebP are accepted.") from None
-        raise ImageError(_NOT_AN_IMAGE) from None
+            raise ImageError(f"Field '{field}' is a {fmt} image; only PNG, JPEG and WebP are accepted.") from None
+        raise ImageError(_NOT_AN_IMAGE.format(field=field)) from None
     except Exception as exc:  # a plugin accepted the signature but the header is broken
-        raise ImageError(f"Field 'image' has a corrupt header: {exc}.") from None
+        raise ImageError(f"Field '{field}' has a corrupt header: {exc}.") from None
     if img.format not in _ACCEPTED_FORMATS:  # defensive: formats= already restricts
-        raise ImageError(f"Field 'image' is a {img.format} image; only PNG, JPEG and WebP are accepted.")
+        raise ImageError(f"Field '{field}' is a {img.format} image; only PNG, JPEG and WebP are accepted.")
     return img
 
 
@@ -166,16 +166,16 @@ def _strict_truncation() -> Iterator[None]:
             ImageFile.LOAD_TRUNCATED_IMAGES = previous
 
 
-def _decode_pixels(img: Image.Image, settings: Settings) -> Image.Image:
+def _decode_pixels(img: Image.Image, settings: Settings, field: str = "image") -> Image.Image:
     try:
         with _strict_truncation():
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb_error(exc, settings) from None
+        raise _bomb_error(exc, settings, field) from None
     except MemoryError:
-        raise ImageError("Field 'image' could not be decoded: not enough memory.") from None
+        raise ImageError(f"Field '{field}' could not be decoded: not enough memory.") from None
     except Exception as exc:
-        raise ImageError(f"Field 'image' is truncated or corrupt ({img.format}): {exc}.") from None
+        raise ImageError(f"Field '{field}' is truncated or corrupt ({img.format}): {exc}.") from None
     return img
 
 
@@ -216,7 +216,7 @@ def _cmyk_to_rgba(img: Image.Image) -> Image.Image:
     return img.convert("RGB").convert("RGBA")
 
 
-def to_rgba(img: Image.Image) -> Image.Image:
+def to_rgba(img: Image.Image, field: str = "image") -> Image.Image:
     """Convert any decoded mode to 8-bit RGBA, keeping real transparency."""
     mode = img.mode
     if mode == "RGBA":
@@ -231,10 +231,10 @@ def to_rgba(img: Image.Image) -> Image.Image:
     try:
         return img.convert("RGB").convert("RGBA")
     except ValueError:
-        raise ImageError(f"Field 'image' uses the unsupported colour mode {mode}.") from None
+        raise ImageError(f"Field '{field}' uses the unsupported colour mode {mode}.") from None
 
 
-def from_pil(img: Image.Image, settings: Settings) -> Image.Image:
+def from_pil(img: Image.Image, settings: Settings, field: str = "image") -> Image.Image:
     """Validate and normalise an already-decoded image (the Gradio app's input).
 
     Applies the pixel limit, EXIF orientation and RGBA conversion of
@@ -243,35 +243,35 @@ def from_pil(img: Image.Image, settings: Settings) -> Image.Image:
     """
     width, height = img.size
     if width < 1 or height < 1:
-        raise ImageError(f"Field 'image' is an empty canvas ({width}x{height}).")
+        raise ImageError(f"Field '{field}' is an empty canvas ({width}x{height}).")
     if width * height > settings.max_image_pixels:
-        raise _too_many_pixels(width * height, img.size, settings)
-    rgba = to_rgba(_apply_orientation(img))
+        raise _too_many_pixels(width * height, img.size, settings, field)
+    rgba = to_rgba(_apply_orientation(img), field)
     rgba.info.clear()
     return rgba
 
 
-def load_image(data: bytes, settings: Settings) -> Image.Image:
+def load_image(data: bytes, settings: Settings, field: str = "image") -> Image.Image:
     """Decode PNG/JPEG/WebP bytes into an upright 8-bit RGBA image.
 
     The pixel limit is checked against the header before the pixels are
     decompressed, so a small file declaring a huge canvas costs nothing.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ImageError(f"Field 'image' must be bytes, got {type(data).__name__}.")
+        raise ImageError(f"Field '{field}' must be bytes, got {type(data).__name__}.")
     data = bytes(data)
     if not data:
-        raise ImageError("Field 'image' is empty.")
+        raise ImageError(f"Field '{field}' is empty.")
     if len(data) > settings.max_image_bytes:
-        raise _too_many_bytes(len(data), settings)
-    img = _open_header(data, settings)
+        raise _too_many_bytes(len(data), settings, field=field)
+    img = _open_header(data, settings, field)
     width, height = img.size
     if width < 1 or height < 1:
-        raise ImageError(f"Field 'image' declares an empty canvas ({width}x{height}).")
+        raise ImageError(f"Field '{field}' declares an empty canvas ({width}x{height}).")
     if width * height > settings.max_image_pixels:
-        raise _too_many_pixels(width * height, img.size, settings)
-    img = _decode_pixels(img, settings)
-    rgba = to_rgba(_apply_orientation(img))
+        raise _too_many_pixels(width * height, img.size, settings, field)
+    img = _decode_pixels(img, settings, field)
+    rgba = to_rgba(_apply_orientation(img), field)
     rgba.info.clear()  # orientation is applied; later EXIF-aware code must not rotate again
     return rgba
 

@@ -118,18 +118,27 @@ class RemoteSettings:
 
 
 # -- request and response translation ---------------------------------------
-def build_input(image: bytes, options: GenerationOptions) -> dict[str, Any]:
+def build_input(
+    image: bytes, options: GenerationOptions, views: Mapping[str, bytes] | None = None
+) -> dict[str, Any]:
     """The worker's ``input``: the panel's fields, minus the ones left unset.
 
     None means "the model's own default"; leaving the field out lets the
     worker apply it. ``output`` is always ``auto``: inline when it fits
-    RunPod's payload cap, a bucket URL when the worker has one.
+    RunPod's payload cap, a bucket URL when the worker has one. ``views``
+    (uploaded bytes per view) travel base64 like ``image``.
     """
     if not isinstance(image, (bytes, bytearray)) or not image:
         raise ImageError("Remote mode needs the uploaded image as non-empty bytes.")
     fields = {name: value for name, value in options.to_dict().items() if value is not None}
     fields["output"] = "auto"
-    return {"image": base64.b64encode(bytes(image)).decode("ascii"), **fields}
+    payload = {"image": base64.b64encode(bytes(image)).decode("ascii"), **fields}
+    if views:
+        for view, data in views.items():
+            if not isinstance(data, (bytes, bytearray)) or not data:
+                raise ImageError(f"Remote mode needs view {view} as non-empty bytes.")
+        payload["views"] = {view: base64.b64encode(bytes(data)).decode("ascii") for view, data in views.items()}
+    return payload
 
 
 def check_body_size(payload: dict[str, Any]) -> None:
@@ -330,12 +339,13 @@ class RemoteGenerator:
             session.close()
 
     def generate(
-        self, image: bytes, options: GenerationOptions, progress: ProgressCallback = null_progress
+        self, image: bytes, options: GenerationOptions, progress: ProgressCallback = null_progress,
+        views: Mapping[str, bytes] | None = None,
     ) -> GenerationResult:
         """Run one job on RunPod: submit, follow ``/status``, fetch the GLB."""
         started = time.monotonic()
         deadline = started + self.remote.timeout_s
-        payload = build_input(image, options)
+        payload = build_input(image, options, views)
         check_body_size(payload)
         progress("queue", 0.0, "Sending the job to RunPod")
         with self._connect() as endpoint:

@@ -8,15 +8,16 @@ translate :class:`GenerationResult` into their own wire format.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 from . import GENERATOR
 from .errors import InputError, WeightsMissingError
-from .models import AUTO, DRAFT
+from .models import AUTO, AUTO_MULTIVIEW_PREFERENCE, DRAFT, MULTIVIEW_MODELS
 from .options import GenerationOptions
 from .progress import ProgressCallback, RunLog, null_progress
 from .settings import Settings, load_settings
@@ -53,13 +54,18 @@ class ImageTo3D:
         self._lock = threading.Lock()
 
     # -- model selection -------------------------------------------------
-    def choose_model(self, requested: str) -> ModelChoice:
+    def choose_model(self, requested: str, *, multiview: bool = False) -> ModelChoice:
+        """``multiview``: the request carries views, so ``auto`` picks among
+        the multi-view models, and finding none is an error in every face
+        (the draft backend cannot use views)."""
         if requested == DRAFT:
             return ModelChoice(DRAFT, "Serving the draft backend (silhouette inflation, no weights needed).")
         if requested != AUTO:
             return ModelChoice(requested, f"Serving {requested}.")
         from . import weights
 
+        if multiview:
+            return self._choose_multiview()
         found = weights.resolve_auto_model()
         if found is not None:
             return ModelChoice(found, f"Serving {found} (auto: the best Hunyuan3D variant whose weights are present).")
@@ -73,6 +79,20 @@ class ImageTo3D:
         raise WeightsMissingError(
             f"Field 'model' is auto but no Hunyuan3D weights were found in {searched}. {hint}, "
             "or set HY3D_MODEL=draft to serve the draft backend.",
+            searched=weights.searched_locations(),
+        )
+
+    @staticmethod
+    def _choose_multiview() -> ModelChoice:
+        from . import weights
+
+        found = weights.resolve_auto_model(multiview=True)
+        if found is not None:
+            return ModelChoice(found, f"Serving {found} (auto: the best multi-view variant whose weights are present).")
+        raise WeightsMissingError(
+            f"Field 'views' needs a multi-view model but no multi-view weights ({', '.join(MULTIVIEW_MODELS)}) "
+            f"were found in {', '.join(weights.searched_locations())}; download them with "
+            f"`{weights.download_command(AUTO_MULTIVIEW_PREFERENCE[-1])}`.",
             searched=weights.searched_locations(),
         )
 
@@ -122,40 +142,59 @@ class ImageTo3D:
         image: "bytes | str | Image.Image",
         options: GenerationOptions,
         progress: ProgressCallback = null_progress,
+        views: "Mapping[str, Any] | None" = None,
     ) -> GenerationResult:
         """Run one request end to end. Thread-safe: requests are serialised,
-        because there is one accelerator and the models are shared."""
-        with self._lock:
-            return self._generate(image, options, progress)
+        because there is one accelerator and the models are shared.
 
-    def _generate(self, image, options: GenerationOptions, progress: ProgressCallback) -> GenerationResult:
+        ``views`` (the request's ``views`` field: left/back/right, each in any
+        form ``image`` accepts) goes to a multi-view model with ``image`` as
+        the front; see :mod:`pipeline.views`."""
+        from .views import check_views, require_multiview
+
+        views = check_views(views)
+        require_multiview(options.model, views)
+        with self._lock:
+            return self._generate(image, options, progress, views)
+
+    def _generate(
+        self, image, options: GenerationOptions, progress: ProgressCallback, views: dict[str, Any]
+    ) -> GenerationResult:
         started = time.perf_counter()
         run = RunLog()
         warnings = run.warnings
 
         progress("decode", 0.0, "Decoding image")
         with run.timed("decode"):
-            rgba = self._decode(image)
-        progress("decode", 1.0, f"Image {rgba.width}x{rgba.height}")
+            with _per_view(run, "decode", views):
+                rgba = self._decode(image)
+            rgba_views = self._decode_views(views, progress, run)
+        progress("decode", 1.0, f"Image {rgba.width}x{rgba.height}" + (f" + {len(views)} views" if views else ""))
 
         # After the cheap input checks, before any slow work: a model whose
-        # weights are missing fails here, not after background removal.
-        choice = self.choose_model(options.model)
+        # weights are missing fails here (the backend resolves its weights
+        # when created), not after background removal.
+        choice = self.choose_model(options.model, multiview=bool(views))
         if options.model == AUTO and choice.name == DRAFT:
             warnings.append(choice.notice)
+        backend = self.backend(choice.name)
 
         progress("background", 0.0, "Removing background")
         with run.timed("background"):
-            rgba = self._remove_background(rgba, options, warnings)
+            with _per_view(run, "background", views if options.remove_background else {}):
+                rgba = self._remove_background(rgba, options, warnings)
+            rgba_views = self._remove_view_backgrounds(rgba_views, options, warnings, progress, run)
         progress("background", 1.0, "Background done")
 
-        backend = self.backend(choice.name)
         texture_timings: dict[str, float] = {}
         progress("shape", 0.0, f"Generating shape with {choice.name}")
         if _under_mmgp(backend):
             self._profile_both(backend, options, texture_timings)
         with run.timed("shape"):
-            shape = backend.generate(rgba, options, progress)
+            if rgba_views:
+                shape = backend.generate(rgba, options, progress, views=rgba_views)
+            else:
+                shape = backend.generate(rgba, options, progress)
         warnings.extend(shape.warnings)
         progress("shape", 1.0, f"Shape: {len(shape.mesh.faces)} faces")
 
@@ -220,16 +259,47 @@ class ImageTo3D:
             include_normals=bool(result.options.get("smooth_normals", True)),
         )
 
-    def _decode(self, image) -> "Image.Image":
+    def _decode(self, image, field: str = "image") -> "Image.Image":
         from . import image_io
 
         if isinstance(image, str):
-            return image_io.decode_base64_image(image, self.settings)
+            return image_io.decode_base64_image(image, self.settings, field)
         if isinstance(image, (bytes, bytearray)):
-            return image_io.load_image(bytes(image), self.settings)
+            return image_io.load_image(bytes(image), self.settings, field)
         if hasattr(image, "convert"):  # an already-decoded PIL image (scripting)
-            return image_io.from_pil(image, self.settings)
-        raise InputError("Field 'image' must be base64 text or image bytes.")
+            return image_io.from_pil(image, self.settings, field)
+        raise InputError(f"Field '{field}' must be base64 text or image bytes.")
+
+    def _decode_views(self, views: dict[str, Any], progress: ProgressCallback, run: RunLog) -> dict:
+        """Each view through the same checks as ``image``, named ``views.<view>``;
+        progress counts the pictures (the front is the first) and timings
+        report ``decode.<view>``."""
+        from .views import view_field
+
+        decoded = {}
+        total = len(views) + 1
+        for index, (view, value) in enumerate(views.items(), start=1):
+            progress("decode", index / total, f"Decoding view {view} ({index + 1}/{total})")
+            with run.timed(f"decode.{view}"):
+                decoded[view] = self._decode(value, view_field(view))
+        return decoded
+
+    def _remove_view_backgrounds(self, views: dict, options: GenerationOptions, warnings: list[str],
+                                 progress: ProgressCallback, run: RunLog) -> dict:
+        """Background removal on every view, as on ``image``. A view's warning
+        is prefixed with its name unless the front already said the same."""
+        if not views or not options.remove_background:
+            return views
+        total = len(views) + 1
+        said = set(warnings)
+        cut = {}
+        for index, (view, rgba) in enumerate(views.items(), start=1):
+            progress("background", index / total, f"Removing background of view {view} ({index + 1}/{total})")
+            with run.timed(f"background.{view}"):
+                result = self.background.remove(rgba)
+            warnings.extend(f"View {view}: {w}" for w in result.warnings if w not in said)
+            cut[view] = result.image
+        return cut
 
     def _remove_background(self, rgba, options: GenerationOptions, warnings: list[str]):
         if not options.remove_background:
@@ -287,3 +357,9 @@ class ImageTo3D:
 def _under_mmgp(backend) -> bool:
     """Whether ``backend`` runs under mmgp memory profiles (Hunyuan3D on CUDA)."""
     return callable(getattr(backend, "mmgp_models", None)) and getattr(backend, "device", None) == "cuda"
+
+
+def _per_view(run: RunLog, stage: str, views: dict):
+    """Time the front as ``<stage>.front`` when the request has views (their
+    own steps are ``<stage>.<view>``), so timings report every view."""
+    return run.timed(f"{stage}.front") if views else contextlib.nullcontext()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .errors import PipelineError, WeightsMissingError
-from .models import AUTO_PREFERENCE, HUNYUAN_MODELS, ShapeModelSpec
+from .models import AUTO_MULTIVIEW_PREFERENCE, AUTO_PREFERENCE, HUNYUAN_MODELS, ShapeModelSpec
 
 DEFAULT_HY3DGEN_ROOT = "~/.cache/hy3dgen"
 DEFAULT_RUNPOD_CACHE = "/runpod-volume/huggingface-cache/hub"
@@ -243,14 +243,16 @@ class ResolvedModel:
     vae: ShapeFolder | None = None
 
 
-def model_subfolders(spec: ShapeModelSpec) -> list[str]:
-    return [spec.subfolder] + ([spec.vae_subfolder] if spec.vae_subfolder else [])
+def model_folders(spec: ShapeModelSpec) -> list[tuple[str, str]]:
+    """(repository, subfolder) of every folder the model needs: the DiT and,
+    for turbo variants, the FlashVDM VAE (in another repository for 2mv-turbo)."""
+    return [(spec.repo_id, spec.subfolder)] + ([(spec.vae_repo, spec.vae_subfolder)] if spec.vae_subfolder else [])
 
 
 def find_model(name: str) -> ResolvedModel | None:
     spec = HUNYUAN_MODELS[name]
     dit = find_shape_folder(spec.repo_id, spec.subfolder)
-    vae = find_shape_folder(spec.repo_id, spec.vae_subfolder) if spec.vae_subfolder else None
+    vae = find_shape_folder(spec.vae_repo, spec.vae_subfolder) if spec.vae_subfolder else None
     if dit is None or (spec.vae_subfolder and vae is None):
         return None
     return ResolvedModel(spec, dit, vae)
@@ -265,19 +267,22 @@ def resolve_model(name: str) -> ResolvedModel:
     if found is not None:
         return found
     spec = HUNYUAN_MODELS[name]
-    missing = [sub for sub in model_subfolders(spec) if find_shape_folder(spec.repo_id, sub) is None]
-    searched = [path for sub in missing for path in described_candidates(spec.repo_id, sub)]
+    missing = [(repo, sub) for repo, sub in model_folders(spec) if find_shape_folder(repo, sub) is None]
+    searched = [path for repo, sub in missing for path in described_candidates(repo, sub)]
+    what = "; ".join(f"{repo}: {sub}" for repo, sub in missing)
     raise WeightsMissingError(
-        f"Weights for model '{name}' ({spec.repo_id}: {', '.join(missing)}) were not found complete "
+        f"Weights for model '{name}' ({what}) were not found complete "
         f"(a folder needs {CONFIG_FILE} and {WEIGHT_FILES[0]}). Searched: {'; '.join(searched)}. "
         f"Download them with `{download_command(name)}`.",
         searched=searched,
     )
 
 
-def resolve_auto_model() -> str | None:
-    """The first model of AUTO_PREFERENCE whose weights are all present."""
-    return next((name for name in AUTO_PREFERENCE if find_model(name) is not None), None)
+def resolve_auto_model(multiview: bool = False) -> str | None:
+    """The first model of AUTO_PREFERENCE (AUTO_MULTIVIEW_PREFERENCE for a
+    request with views) whose weights are all present."""
+    order = AUTO_MULTIVIEW_PREFERENCE if multiview else AUTO_PREFERENCE
+    return next((name for name in order if find_model(name) is not None), None)
 
 
 # -- other assets (texture models, rembg) --------------------------------------
@@ -331,7 +336,7 @@ class AssetStatus:
 def _shape_status(name: str) -> AssetStatus:
     spec = HUNYUAN_MODELS[name]
     found = find_model(name)
-    searched = [p for sub in model_subfolders(spec) for p in described_candidates(spec.repo_id, sub)]
+    searched = [p for repo, sub in model_folders(spec) for p in described_candidates(repo, sub)]
     if found is None:
         return AssetStatus("shape", name, None, None, download_command(name), searched)
     where = str(found.dit.folder) + (f" + {found.vae.folder}" if found.vae else "")
@@ -407,7 +412,7 @@ def plan_download(model: str | None, texture: bool, rembg: str | None) -> Downlo
     wanted: list[tuple[str, str, Callable[[str, str], bool]]] = []
     if model:
         spec = HUNYUAN_MODELS[model]
-        wanted += [(spec.repo_id, sub, _shape_present) for sub in model_subfolders(spec)]
+        wanted += [(repo, sub, _shape_present) for repo, sub in model_folders(spec)]
     if texture:
         wanted += [(TEXTURE_REPO, sub, _texture_present) for sub in TEXTURE_SUBFOLDERS]
     repos: dict[str, list[str]] = {}

@@ -178,7 +178,7 @@ def test_decompression_bomb_is_rejected_from_the_header():
 def test_pixel_limit_uses_settings_before_decoding(monkeypatch):
     before = Image.MAX_IMAGE_PIXELS
     loads = []
-    monkeypatch.setattr(image_io, "_decode_pixels", lambda img, settings: loads.append(img) or img)
+    monkeypatch.setattr(image_io, "_decode_pixels", lambda img, settings, *_: loads.append(img) or img)
     with pytest.raises(ImageError, match=r"5000x5000 = 25000000 pixels; the limit is 16777216"):
         load_image(png_header_only(5000, 5000), SETTINGS)
     assert loads == []  # refused from the header, never decompressed

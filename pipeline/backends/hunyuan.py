@@ -17,7 +17,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
 from ..errors import ImageError, OutOfMemoryError, PipelineError
@@ -133,11 +133,23 @@ def load_pipeline(weights: ResolvedModel, dtype: Any) -> Any:
                 variant="fp16", dtype=dtype, device="cpu",
             ),
         )
+    _check_views_support(spec, pipe, str(dit.config))
     if weights.vae is not None:
         pipe.vae = _load_turbo_vae(weights.vae, dtype)
         pipe.enable_flashvdm(enabled=True, replace_vae=False, mc_algo="mc")
     _install_surface_extractor(pipe)
     return pipe
+
+
+def _check_views_support(spec: ShapeModelSpec, pipe: Any, config_path: str) -> None:
+    """A multi-view model's folder must hold a multi-view checkpoint (its
+    processor takes a dict of views) and a single-view one must not: a swapped
+    folder would otherwise fail inside hy3dgen mid-request."""
+    from hy3dgen.shapegen.preprocessors import MVImageProcessorV2
+
+    if isinstance(pipe.image_processor, MVImageProcessorV2) != spec.multiview:
+        kind = "multi-view" if spec.multiview else "single-view"
+        raise PipelineError(f"{config_path} is not a {kind} checkpoint, which {spec.name} needs.")
 
 
 # -- decoding and meshing -------------------------------------------------------
@@ -167,11 +179,27 @@ def postprocess(mesh: "trimesh.Trimesh", max_faces: int) -> tuple["trimesh.Trime
     return mesh, {(k if k.startswith("postprocess_") else f"postprocess_{k}"): v for k, v in timings.items()}
 
 
-def _check_image(image: "Image.Image") -> "Image.Image":
+def _check_image(image: "Image.Image", view: str | None = None) -> "Image.Image":
     image = image.convert("RGBA")
     if image.getchannel("A").getextrema()[1] == 0:
-        raise ImageError("The image is fully transparent: no subject left after background removal.")
+        what = "The image" if view is None else f"Field 'views.{view}'"
+        raise ImageError(f"{what} is fully transparent: no subject left after background removal.")
     return image
+
+
+def condition_images(
+    spec: ShapeModelSpec, image: "Image.Image", views: "Mapping[str, Image.Image] | None"
+) -> "Image.Image | dict[str, Image.Image]":
+    """What hy3dgen's pipeline takes as ``image``: the picture itself for a
+    single-view model; for a multi-view one a dict keyed by MVImageProcessorV2's
+    view names, the front always present (its processor iterates a dict, so a
+    lone front is ``{"front": image}`` too; it sorts the views itself)."""
+    front = _check_image(image)
+    if not spec.multiview:
+        if views:
+            raise PipelineError(f"{spec.name} takes a single image; views need a multi-view model.")
+        return front
+    return {"front": front, **{view: _check_image(picture, view) for view, picture in (views or {}).items()}}
 
 
 # -- the backend ----------------------------------------------------------------
@@ -243,10 +271,14 @@ class HunyuanShapeBackend:
                 free_cuda_memory()
 
     # -- the request path --
-    def generate(self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback") -> ShapeOutput:
+    def generate(
+        self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback",
+        views: "Mapping[str, Image.Image] | None" = None,
+    ) -> ShapeOutput:
+        """``views``: left/back/right pictures for a multi-view model (``image`` is the front)."""
         with self._lock:
             try:
-                return self._generate(image, options, progress)
+                return self._generate(image, options, progress, views)
             except Exception as exc:
                 if self.device != "cuda" or not is_oom(exc):
                     raise
@@ -266,9 +298,12 @@ class HunyuanShapeBackend:
                 log.exception("mmgp unload after OOM failed")
         free_cuda_memory()
 
-    def _generate(self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback") -> ShapeOutput:
+    def _generate(
+        self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback",
+        views: "Mapping[str, Image.Image] | None" = None,
+    ) -> ShapeOutput:
         run = _Run()
-        image = _check_image(image)
+        image = condition_images(self.spec, image, views)
         params = ShapeParams.from_options(self.spec, options)
         profile = self._prepare(options.profile, run)
         latents = self._diffuse(image, params, progress, run)
@@ -293,7 +328,7 @@ class HunyuanShapeBackend:
         run.warnings.append(f"profile {profile} ignored on CPU; running float32")
         return None
 
-    def _diffuse(self, image: "Image.Image", params: ShapeParams, progress: "ProgressCallback", run: _Run) -> Any:
+    def _diffuse(self, image: "Image.Image | dict[str, Image.Image]", params: ShapeParams, progress: "ProgressCallback", run: _Run) -> Any:
         import torch
 
         def on_step(step: int, _timestep: Any, _outputs: Any) -> None:
