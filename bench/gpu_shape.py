@@ -3,8 +3,11 @@
 Random full-size checkpoints are written from the real config structure (the
 VAE's geo-decoder is made analytic, so surface extraction sees a real closed
 surface), then loaded through :class:`pipeline.backends.hunyuan.HunyuanShapeBackend`
-exactly as in production. For each variant (standard, turbo) and mmgp profile
-it prints load time, seconds per diffusion step, decode time, total and peak VRAM.
+exactly as in production. For each variant (standard, turbo, fast: the
+guidance-distilled DiT, one pass a step instead of CFG's two; multiview: the 2mv
+DiT conditioned on four views) and mmgp profile it prints load time, seconds
+per diffusion step, decode time, total and peak VRAM. The fast and multiview
+rows reuse the v2-0 sizes (``FULL_DIMS``); the real 2mv config is unverified.
 
     python bench/gpu_shape.py                 # needs CUDA; stays under --budget-s
     python bench/gpu_shape.py --dry-run       # any machine: parameter counts on the meta device
@@ -24,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import gpu_common as gpu  # noqa: E402
 
-VARIANTS = {"standard": "hunyuan3d-2", "turbo": "hunyuan3d-2-turbo"}
+VARIANTS = {"standard": "hunyuan3d-2", "turbo": "hunyuan3d-2-turbo", "fast": "hunyuan3d-2-fast",
+            "multiview": "hunyuan3d-2mv"}
 
 
 @dataclass
@@ -52,7 +56,8 @@ def dry_run() -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
     with torch.device("meta"):
         for variant, name in VARIANTS.items():
-            config = shape_config(FULL_DIMS, turbo=variant == "turbo")
+            config = shape_config(FULL_DIMS, turbo=variant == "turbo", fast=variant == "fast",
+                                  multiview=variant == "multiview")
             counts[variant] = {part: gpu.param_count(instantiate_from_config(config[part]))
                                for part in ("model", "vae", "conditioner")}
             if variant == "turbo":
@@ -65,30 +70,35 @@ def dry_run() -> dict[str, dict[str, int]]:
 
 # -- the measured run -----------------------------------------------------------
 
-def write_checkpoints(root: Path, dims, device: str) -> None:
-    """Random checkpoints of size ``dims`` for both variants, built on ``device``
+def write_checkpoints(root: Path, dims, device: str, variants=tuple(VARIANTS)) -> None:
+    """Random checkpoints of size ``dims`` for ``variants``, built on ``device``
     (on CUDA the init of 2.5B parameters takes seconds) and written fp16 in
     hy3dgen's layout under ``root``."""
     import torch
 
-    from pipeline.models import HUNYUAN_MODELS
-    from tests.fixtures.tiny_hunyuan import write_shape_model
+    from tests.fixtures.tiny_hunyuan import write_model
 
-    for name in VARIANTS.values():
-        spec = HUNYUAN_MODELS[name]
+    for name in (VARIANTS[variant] for variant in variants):
         start = time.perf_counter()
         with torch.device(device):
-            write_shape_model(root, dims, spec.repo_id, spec.subfolder, spec.vae_subfolder, "sphere")
+            write_model(root, name, dims, "sphere")
         gpu.empty_cache(device)
         print(f"wrote {name} in {time.perf_counter() - start:.1f} s", flush=True)
 
 
-def subject_image():
+def subject_image(box=(120, 90, 392, 430)):
     from PIL import Image, ImageDraw
 
     image = Image.new("RGBA", (512, 512), (0, 0, 0, 0))
-    ImageDraw.Draw(image).ellipse((120, 90, 392, 430), fill=(200, 60, 40, 255))
+    ImageDraw.Draw(image).ellipse(box, fill=(200, 60, 40, 255))
     return image
+
+
+def subject_views(variant: str) -> dict | None:
+    """The multiview row's three extra views (left, back, right): four views in all."""
+    if variant != "multiview":
+        return None
+    return {"left": subject_image((180, 90, 332, 430)), "back": subject_image(), "right": subject_image((180, 90, 332, 430))}
 
 
 def measure(variant: str, profile: int, args: argparse.Namespace, device: str = "cuda") -> Row:
@@ -100,7 +110,8 @@ def measure(variant: str, profile: int, args: argparse.Namespace, device: str = 
     backend = HunyuanShapeBackend(VARIANTS[variant], device=device)
     warm = parse_options({"profile": profile, "steps": 2, "octree_resolution": 128, "generate_texture": False})
     # The first request loads from disk and applies the profile (reported as shape_load).
-    load_s = backend.generate(subject_image(), warm, lambda *a: None).timings["shape_load"]
+    views = subject_views(variant)
+    load_s = backend.generate(subject_image(), warm, lambda *a: None, views=views).timings["shape_load"]
 
     steps: list[float] = []
 
@@ -115,7 +126,7 @@ def measure(variant: str, profile: int, args: argparse.Namespace, device: str = 
     gpu.sync(device)
     gpu.reset_peak(device)
     begin = time.perf_counter()
-    out = backend.generate(subject_image(), options, progress)
+    out = backend.generate(subject_image(), options, progress, views=views)
     gpu.sync(device)
     total_s = time.perf_counter() - begin
     step_s = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else out.timings["diffusion"]
@@ -140,7 +151,7 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda") -> list[Row]:
 
     started, rows = time.perf_counter(), []
     with gpu.models_root("hy3d-bench-") as root:
-        write_checkpoints(root, dims or FULL_DIMS, device)
+        write_checkpoints(root, dims or FULL_DIMS, device, args.variants)
         print(f"{'variant':<9} {'profile':>7} {'load_s':>9} {'s/step':>9} {'decode_s':>9} "
               f"{'total_s':>9} {'peak_GiB':>10} {'faces':>8}")
         for variant in args.variants:
@@ -162,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="parameter counts on the meta device; no CUDA needed")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--profiles", nargs="+", type=int, choices=range(1, 6), default=[1, 2, 3, 4, 5])
-    parser.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's, 30 or 5)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="diffusion steps (default: the model's, 30 or 5 for turbo)")
     parser.add_argument("--octree", type=int, default=256)
     parser.add_argument("--num-chunks", type=int, default=8000)
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip remaining runs after this many seconds")

@@ -390,6 +390,8 @@ def test_gpu_bench_dry_run_counts_full_size_parameters(capsys):
     assert 1.0e9 < standard["conditioner"] < 1.2e9  # DINOv2-giant
     assert turbo["model"] > standard["model"]  # guidance embedding
     assert turbo["turbo_vae"] == standard["vae"]
+    assert counts["fast"]["model"] == turbo["model"]  # guidance-distilled: the same guidance embedding
+    assert counts["multiview"] == standard  # the view embedding is a fixed sin-cos table, not weights
     assert "hunyuan3d-2-turbo" in capsys.readouterr().out
     assert gpu_shape.main([]) == 0  # no CUDA here: a clear line, exit 0
     assert "needs CUDA" in capsys.readouterr().out
@@ -406,10 +408,10 @@ def test_gpu_bench_measurement_loop_runs_on_tiny_models(offline, capsys):
         sys.path.remove(str(ROOT / "bench"))
     from tests.fixtures.tiny_hunyuan import TINY_DIMS
 
-    args = argparse.Namespace(variants=["standard", "turbo"], profiles=[3], steps=2, octree=64, num_chunks=8000,
-                              budget_s=120.0)
+    args = argparse.Namespace(variants=["standard", "turbo", "fast", "multiview"], profiles=[3], steps=2, octree=64,
+                              num_chunks=8000, budget_s=120.0)
     rows = gpu_shape.run(args, dims=TINY_DIMS, device="cpu")
-    assert [(r.variant, r.profile) for r in rows] == [("standard", 3), ("turbo", 3)]
+    assert [(r.variant, r.profile) for r in rows] == [("standard", 3), ("turbo", 3), ("fast", 3), ("multiview", 3)]
     assert all(r.load_s > 0 and r.step_s > 0 and r.decode_s > 0 and r.faces > 0 for r in rows)
     out = capsys.readouterr().out
     assert "s/step" in out and "failed" not in out
