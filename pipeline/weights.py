@@ -279,9 +279,11 @@ def resolve_model(name: str) -> ResolvedModel:
 
 
 def resolve_auto_model(multiview: bool = False) -> str | None:
-    """The first model of AUTO_PREFERENCE (AUTO_MULTIVIEW_PREFERENCE for a
-    request with views) whose weights are all present."""
-    order = AUTO_MULTIVIEW_PREFERENCE if multiview else AUTO_PREFERENCE
+    """The first model whose weights are all present: for a single image,
+    of AUTO_PREFERENCE, then (a multi-view model takes a lone front image
+    too) of AUTO_MULTIVIEW_PREFERENCE; for a request with views, of
+    AUTO_MULTIVIEW_PREFERENCE only."""
+    order = AUTO_MULTIVIEW_PREFERENCE if multiview else AUTO_PREFERENCE + AUTO_MULTIVIEW_PREFERENCE
     return next((name for name in order if find_model(name) is not None), None)
 
 
