@@ -215,7 +215,8 @@ class ImageTo3D:
         with run.timed("export"):
             from .export import export_glb
 
-            extras = {"options": options.to_dict(), "model": choice.name, "generator": GENERATOR}
+            extras = {"options": options.to_dict(), "model": choice.name, "generator": GENERATOR,
+                      **({"views": ["front", *rgba_views]} if rgba_views else {})}
             glb = export_glb(mesh, extras=extras, include_normals=options.smooth_normals)
         progress("export", 1.0, f"GLB {len(glb)} bytes")
 

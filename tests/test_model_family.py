@@ -258,6 +258,7 @@ def test_service_decodes_and_cuts_out_every_view_with_progress_and_timings():
     result = pipe.generate(b64(view_png("front")), options, lambda *a: calls.append(a), views=views)
     image, got = fake.calls[0]
     assert list(got) == ["left", "right"]
+    assert result.extras["views"] == ["front", "left", "right"]  # recorded in the GLB's extras
     for picture in (image, *got.values()):
         alpha = np.asarray(picture.getchannel("A"))
         assert picture.mode == "RGBA" and alpha.min() == 0 and alpha.max() == 255  # background removed
