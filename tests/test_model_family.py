@@ -489,3 +489,19 @@ def test_app_generate_old_and_new_positional_forms(family, tmp_path):
         with pytest.raises(AppError, match=r"Field 'views' needs a multi-view model .* 'hunyuan3d-2-fast' takes"):
             client.predict(handle_file(str(paths["front"])), "hunyuan3d-2-fast", *common, False,
                            handle_file(str(paths["back"])), api_name="/generate")
+
+
+@pytest.mark.slow
+def test_model_family_bench_runs_on_tiny_models(monkeypatch):
+    import os
+
+    from bench import model_family
+
+    monkeypatch.setenv("HY3D_DEVICE", "cpu")
+    before = os.environ["HY3DGEN_MODELS"]
+    lines = []
+    rows = model_family.run(steps=2, repeats=1, dims_name="tiny", log=lines.append)
+    assert [r.label for r in rows] == [label for label, _, _ in model_family.ROWS]
+    assert all(r.diffusion_s > 0 and r.per_step_s > 0 for r in rows)
+    assert [r.views for r in rows] == [0, 0, 0, 1, 3, 3] and len(lines) == len(rows)
+    assert os.environ["HY3DGEN_MODELS"] == before
