@@ -198,6 +198,10 @@ def test_worker_rejects_bad_views_before_any_model(fresh_worker, subject_b64):
         in response["error"]
     response = run({"image": subject_b64, "model": "draft", "views": {"left": subject_b64}})
     assert "'draft' takes a single image" in response["error"]
+    # checked before an image_url would be fetched (a loopback URL: refused, never contacted, if it came first)
+    response = run({"image_url": "http://127.0.0.1:9/front.png", "model": "hunyuan3d-2",
+                    "views": {"left": subject_b64}})
+    assert response["error"].startswith("Field 'views' needs a multi-view model"), response
     response = run({"image": subject_b64, "model": "hunyuan3d-2mv", "views": {"top": subject_b64}})
     assert response["error"].startswith("Field 'views' has the unknown view 'top'")
     response = run({"image": subject_b64, "model": "hunyuan3d-2mv", "views": "left"})
@@ -441,19 +445,36 @@ def test_swapped_checkpoint_folder_is_named(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_multiview_model_under_mmgp_hands_over_its_mv_conditioner(family, monkeypatch):
-    """On CUDA the multi-view pipeline goes to mmgp like the others: the DiT as
-    'transformer', the VAE, and the conditioner that holds DinoImageEncoderMV."""
+    """On CUDA the multi-view pipeline goes to mmgp like the others (pipeline.memory):
+    its DiT, its FlashVDM VAE, and the conditioner that holds DinoImageEncoderMV."""
+    import sys
+    import types
+
     from hy3dgen.shapegen.models.conditioner import DinoImageEncoderMV
 
     from pipeline.backends import hunyuan
+    from pipeline.memory import PROFILES
 
     handed = []
-    monkeypatch.setattr(hunyuan, "apply_profile", lambda pipe, profile: handed.append((pipe, profile)) or None)
-    backend = hunyuan.HunyuanShapeBackend("hunyuan3d-2mv-turbo", device="cuda")
-    backend._use_profile(4)
-    pipe, profile = handed[0]
-    assert profile == 4 and isinstance(pipe.conditioner.main_image_encoder, DinoImageEncoderMV)
-    assert pipe.vae.volume_decoder.__class__.__name__ == "FlashVDMVolumeDecoding"
+    offload = types.ModuleType("mmgp.offload")
+    offload.profile = lambda models, profile_no, **kwargs: handed.append((models, profile_no)) or types.SimpleNamespace(
+        release=lambda: None, unload_all=lambda: None)
+    package = types.ModuleType("mmgp")
+    package.offload = offload
+    monkeypatch.setitem(sys.modules, "mmgp", package)
+    monkeypatch.setitem(sys.modules, "mmgp.offload", offload)
+    PROFILES.reset()
+    try:
+        backend = hunyuan.HunyuanShapeBackend("hunyuan3d-2mv-turbo", device="cuda")
+        backend._use_profile(4)
+        models, profile = handed[0]
+        assert profile == 4 and backend.profile == 4
+        assert set(models) == {"shape_dit", "shape_vae", "shape_conditioner"}
+        assert isinstance(models["shape_conditioner"].main_image_encoder, DinoImageEncoderMV)
+        assert models["shape_vae"].volume_decoder.__class__.__name__ == "FlashVDMVolumeDecoding"
+        assert models["shape_dit"].guidance_embed is True
+    finally:
+        PROFILES.reset()
 
 
 @pytest.mark.slow
