@@ -3,8 +3,8 @@
 rembg does the work when its weights are on disk. It is never allowed to
 download them at request time (that hangs for up to 30 s or fails offline), so
 the weights are looked up first, mirroring rembg 2.0.x's own search, and a
-classical GrabCut cutout seeded from the image border stands in when they are
-missing. rembg (and numba behind it) is imported on first use only: a cold
+classical GrabCut cutout started from the border's colours stands in when
+they are missing (``python -m bench.cutout`` measures it). rembg (and numba behind it) is imported on first use only: a cold
 import compiles for about a minute and the worker must start fast.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from .image_io import has_real_transparency, largest_component
+from .seeding import opencv_seed
 from .settings import Settings
 from .weights import rembg_homes, rembg_weight_candidates
 
@@ -32,7 +33,7 @@ DOWNLOAD_HINT = "Download with `python -m pipeline.weights download --rembg` or 
 # upsampled. Its max-flow grows faster than the pixel count on smooth studio
 # gradients: measured 0.35 s of CPU at 320 px against 1.4 s at 512 px.
 GRABCUT_MAX_SIDE = 320
-GRABCUT_ITERATIONS = 3
+GRABCUT_ITERATIONS = 5
 _MIN_CUTOUT_SIDE = 16  # below this GrabCut's colour models have too few samples
 
 
@@ -114,16 +115,99 @@ def _rembg_agrees(rembg: Any, lookup: WeightsLookup) -> bool:
     return resolve(f"{lookup.model}.onnx") is not None
 
 
-def _grabcut_mask(rgb: np.ndarray) -> np.ndarray:
-    """Binary (0/255) foreground mask; everything outside an inset rectangle is background."""
+# The cut-out's initial labels come from how far each pixel's colour is from
+# the background's, as seen along the image border (CIELAB units).
+BORDER_SHARE = 0.03  # border strip width, of the shorter side
+UPPER_SHARE = 0.6  # the side strips above this share of the height count as "upper" border
+BORDER_CLUSTERS = 8
+NEAR_BACKGROUND = 12.0  # closer than this to a border colour: probably background
+SURE_FOREGROUND = 30.0  # farther than this (after an opening): a definite foreground seed
+SEED_OPENING = 7  # px; keeps only seed blobs at least this wide, never texture speckles
+
+
+def _border_regions(h: int, w: int) -> np.ndarray:
+    """0 inside, 1 upper border (top strip and the sides' upper part), 2 lower border."""
+    b = max(2, round(BORDER_SHARE * min(h, w)))
+    cut_y = round(UPPER_SHARE * h)
+    region = np.zeros((h, w), np.uint8)
+    region[:, :b] = region[:, -b:] = 2
+    region[-b:] = 2
+    region[:cut_y, :b] = region[:cut_y, -b:] = 1
+    region[:b] = 1
+    return region
+
+
+def _background_distance(lab: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel colour distance to the background, and which border pixels
+    are background.
+
+    Subjects often run off the bottom of the frame (a portrait's shoulders, an
+    object on a table) but rarely off the top, so a border colour seen only
+    in the lower border is taken for the subject, not the background. The
+    distance is the smaller of two models: the nearest border colour cluster
+    (textured backgrounds) and a quadratic fit of colour over position
+    (gradients and vignetting, which clusters would split).
+    """
+    import cv2
+
+    h, w = region.shape
+    border = region > 0
+    pixels = lab[border]
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    k = min(BORDER_CLUSTERS, len(pixels))
+    _, assigned, centres = cv2.kmeans(pixels, k, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    assigned = assigned.ravel()
+    where = region[border]
+    keep = np.array([(where[assigned == c] == 1).sum() > 0.05 * max(1, (assigned == c).sum()) for c in range(k)])
+    if not keep.any():
+        keep[:] = True
+    model = np.zeros((h, w), bool)
+    model[border] = keep[assigned]
+    flat = lab.reshape(-1, 3)
+    nearest = np.min(np.linalg.norm(flat[:, None, :] - centres[keep][None], axis=2), axis=1).reshape(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xx, yy = xx / w, yy / h
+    feats = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], -1)
+    a, y = feats[model], lab[model]
+    coef = np.linalg.lstsq(a, y, rcond=None)[0]
+    residual = np.linalg.norm(a @ coef - y, axis=1)
+    inliers = residual <= np.quantile(residual, 0.8)  # one robust refit: drop the worst fifth
+    coef = np.linalg.lstsq(a[inliers], y[inliers], rcond=None)[0]
+    fitted = np.linalg.norm(feats @ coef - lab, axis=-1)
+    return np.minimum(nearest, fitted), model
+
+
+def _grabcut_mask(rgb: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Binary (0/255) foreground mask from GrabCut started on colour evidence.
+
+    The previous version started from a rectangle (everything near the border
+    definitely background, everything inside probably foreground): it cut
+    off a subject that ran off the bottom edge and, on skimage's astronaut,
+    the head. Here the upper border is definite background, pixels near its
+    colours are probable background, wide blobs far from them are definite
+    foreground seeds and the rest probable foreground. bench/cutout.py: mean
+    IoU 0.840 -> 0.962 on composites with known alpha.
+    """
     import cv2
 
     h, w = rgb.shape[:2]
-    inset = max(2, round(0.03 * min(h, w)))
-    rect = (inset, inset, w - 2 * inset, h - 2 * inset)
-    labels = np.zeros((h, w), np.uint8)
+    region = _border_regions(h, w)
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float32)
+    # k-means and GrabCut's colour models draw from OpenCV's per-thread RNG:
+    # unseeded, the same photo gave a different cutout from one run to the next.
+    cv2.setRNGSeed(opencv_seed(seed))
+    distance, model = _background_distance(lab, region)
+    labels = np.where(distance < NEAR_BACKGROUND, cv2.GC_PR_BGD, cv2.GC_PR_FGD).astype(np.uint8)
+    labels[model & (region == 2)] = cv2.GC_PR_BGD
+    labels[model & (region == 1)] = cv2.GC_BGD
+    labels[(region > 0) & ~model] = cv2.GC_PR_FGD
+    sure = np.where((distance >= SURE_FOREGROUND) & (region == 0), 255, 0).astype(np.uint8)
+    opening = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (SEED_OPENING, SEED_OPENING))
+    labels[cv2.morphologyEx(sure, cv2.MORPH_OPEN, opening) > 0] = cv2.GC_FGD
+    if not np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).any() or not np.isin(labels, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
+        return np.zeros((h, w), np.uint8)  # one colour throughout: nothing to separate
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.grabCut(np.ascontiguousarray(rgb), labels, rect, bgd, fgd, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
+    cv2.grabCut(np.ascontiguousarray(rgb), labels, None, bgd, fgd, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
     mask = np.where((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
     size = max(3, (min(h, w) // 128) * 2 + 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
@@ -132,7 +216,7 @@ def _grabcut_mask(rgb: np.ndarray) -> np.ndarray:
     return largest_component(mask)
 
 
-def grabcut_cutout(img: Image.Image) -> tuple[Image.Image, list[str]]:
+def grabcut_cutout(img: Image.Image, seed: int = 0) -> tuple[Image.Image, list[str]]:
     """Classical cutout for when rembg is unavailable: good on plain backgrounds.
 
     Works on a copy downscaled to ``GRABCUT_MAX_SIDE`` for speed; the mask is
@@ -149,7 +233,7 @@ def grabcut_cutout(img: Image.Image) -> tuple[Image.Image, list[str]]:
     small = rgb if scale == 1.0 else cv2.resize(
         rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     try:
-        mask = _grabcut_mask(small)
+        mask = _grabcut_mask(small, seed)
     except cv2.error as exc:
         detail = str(exc).strip().splitlines()[-1]
         return rgba, [f"The GrabCut cutout failed ({detail}); kept the image whole."]
@@ -177,8 +261,9 @@ class BackgroundRemover:
         self._lock = threading.Lock()
         self.session_loads = 0  # how many sessions were built; observability and tests
 
-    def remove(self, img: Image.Image) -> RemovalResult:
-        """Cut out the subject; never downloads and never fails for lack of weights."""
+    def remove(self, img: Image.Image, seed: int = 0) -> RemovalResult:
+        """Cut out the subject; never downloads and never fails for lack of
+        weights. ``seed`` (the request's) makes the fallback reproducible."""
         if has_real_transparency(img):
             kept = img if img.mode == "RGBA" else img.convert("RGBA")
             return RemovalResult(kept, "skipped", [
@@ -191,7 +276,7 @@ class BackgroundRemover:
             except Exception as exc:  # a model with the wrong interface, say
                 log.exception("rembg %s failed", self.model)
                 problem = f"rembg model {self.model} failed ({exc}); used a GrabCut cutout instead."
-        cutout, notes = grabcut_cutout(rgba)
+        cutout, notes = grabcut_cutout(rgba, seed)
         return RemovalResult(cutout, "grabcut", [problem, *notes])
 
     @staticmethod

@@ -161,6 +161,9 @@ class ImageTo3D:
         self, image, options: GenerationOptions, progress: ProgressCallback, views: dict[str, Any]
     ) -> GenerationResult:
         started = time.perf_counter()
+        from .seeding import seed_everything
+
+        seed_everything(options.seed)  # same request, same bytes
         run = RunLog()
         warnings = run.warnings
 
@@ -305,7 +308,7 @@ class ImageTo3D:
     def _remove_background(self, rgba, options: GenerationOptions, warnings: list[str]):
         if not options.remove_background:
             return rgba
-        result = self.background.remove(rgba)
+        result = self.background.remove(rgba, seed=options.seed)
         warnings.extend(result.warnings)
         return result.image
 
