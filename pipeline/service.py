@@ -54,10 +54,11 @@ class ImageTo3D:
         self._lock = threading.Lock()
 
     # -- model selection -------------------------------------------------
-    def choose_model(self, requested: str, *, multiview: bool = False) -> ModelChoice:
+    def choose_model(self, requested: str, *, multiview: bool = False, at_startup: bool = False) -> ModelChoice:
         """``multiview``: the request carries views, so ``auto`` picks among
         the multi-view models, and finding none is an error in every face
-        (the draft backend cannot use views)."""
+        (the draft backend cannot use views). ``at_startup``: the choice comes
+        from HY3D_MODEL, not from a request's field, and the error message says so."""
         if requested == DRAFT:
             return ModelChoice(DRAFT, "Serving the draft backend (silhouette inflation, no weights needed).")
         if requested != AUTO:
@@ -76,9 +77,15 @@ class ImageTo3D:
                 DRAFT,
                 f"Hunyuan3D weights not found in {searched}; serving draft models. {hint}.",
             )
+        if at_startup:
+            what, advice = "HY3D_MODEL is auto", "or set HY3D_MODEL=draft to serve the draft backend"
+        elif self.settings.default_model == DRAFT:
+            # HY3D_MODEL=draft is already set: the request itself asked for auto.
+            what, advice = "Field 'model' is auto", "or send model 'draft' (or leave 'model' out: this worker's default is draft)"
+        else:
+            what, advice = "Field 'model' is auto", "or send model 'draft' (or set HY3D_MODEL=draft on the worker)"
         raise WeightsMissingError(
-            f"Field 'model' is auto but no Hunyuan3D weights were found in {searched}. {hint}, "
-            "or set HY3D_MODEL=draft to serve the draft backend.",
+            f"{what} but no Hunyuan3D weights were found in {searched}. {hint}, {advice}.",
             searched=weights.searched_locations(),
         )
 
@@ -108,7 +115,7 @@ class ImageTo3D:
 
     def warm_up(self, model: str | None = None) -> ModelChoice:
         """Load the configured model now (worker start-up) rather than in the first request."""
-        choice = self.choose_model(model or self.settings.default_model)
+        choice = self.choose_model(model or self.settings.default_model, at_startup=model is None)
         backend = self.backend(choice.name)
         load = getattr(backend, "load", None)
         if callable(load):

@@ -1,0 +1,141 @@
+"""``python -m pipeline``: the command-line face over the same pipeline and schema."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trimesh
+
+import worker
+from pipeline import cli
+from pipeline.options import FIELDS
+from tests.conftest import make_subject_png
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_worker(monkeypatch):
+    monkeypatch.setattr(worker, "_PIPELINE", None)
+
+
+def _dests(parser: argparse.ArgumentParser) -> set[str]:
+    return {a.dest for a in parser._actions if a.option_strings and a.dest not in ("help", "output_dir")}
+
+
+def test_every_request_field_is_a_flag():
+    names = {f.name for f in FIELDS}
+    assert _dests(cli._request_parser()) == names
+    assert _dests(cli._generate_parser()) == names - set(cli.REQUEST_ONLY)
+    args = cli._generate_parser().parse_args(
+        ["x.png", "-o", "out", "--model", "draft", "--seed", "7", "--no-texture", "--max-faces", "3000",
+         "--guidance_scale", "2.5", "--no-background"])
+    assert cli.request_fields(args) == {"model": "draft", "seed": 7, "generate_texture": False, "max_faces": 3000,
+                                        "guidance_scale": 2.5, "remove_background": False}
+
+
+def test_generate_writes_one_glb_per_image(tmp_path, capsys):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(make_subject_png(128))
+    b.write_bytes(make_subject_png(96))
+    out = tmp_path / "out"
+    code = cli.main([str(a), str(b), "-o", str(out), "--model", "draft", "--max_faces", "2000", "--no-texture"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2 and "model=draft" in lines[0] and "textured=no" in lines[0] and "faces=" in lines[0]
+    for name in ("a", "b"):
+        mesh = trimesh.load(out / f"{name}.glb", file_type="glb", force="mesh")
+        assert 0 < len(mesh.faces) <= 2000
+    assert "warning:" in captured.err  # the GrabCut fallback says so, as in the worker's warnings
+    assert "shape" in captured.err  # the per-stage progress bars
+
+
+def test_bad_value_exits_nonzero_with_the_workers_sentence(tmp_path, capsys, subject_b64):
+    image = tmp_path / "a.png"
+    image.write_bytes(make_subject_png(64))
+    expected = worker.handler({"input": {"image": subject_b64, "max_faces": 10}})["error"]
+    assert cli.main([str(image), "-o", str(tmp_path / "o"), "--max_faces", "10"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {expected}"
+    assert cli.main([str(image), "-o", str(tmp_path / "o"), "--model", "nope"]) == 1
+    assert "Field 'model' must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # rejected before anything ran
+
+
+def test_unreadable_image_fails_and_the_rest_still_run(tmp_path, capsys):
+    good = tmp_path / "good.png"
+    good.write_bytes(make_subject_png(64))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    code = cli.main([str(bad), str(good), "-o", str(tmp_path / "o"), "--model", "draft", "--no-background"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (tmp_path / "o" / "good.glb").is_file()
+    assert f"error: {bad}: " in err
+
+
+def test_request_body_runs_in_the_worker(tmp_path, capsys):
+    from PIL import Image
+    from skimage import data
+
+    image = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()).save(image)  # a real photo, ~500 KB
+    assert cli.main(["request", str(image), "--model", "draft", "--seed", "5", "--no-remove-background",
+                     "--max_faces", "2000"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    # Far over the 128 KiB one command-line argument may hold: the reason for a file.
+    assert list(body["input"])[0] == "image" and len(body["input"]["image"]) > 128 * 1024
+    assert {k: v for k, v in body["input"].items() if k != "image"} == {
+        "model": "draft", "seed": 5, "remove_background": False, "max_faces": 2000}
+    response = worker.handler({"id": "cli", **body})
+    assert "error" not in response and response["seed"] == 5
+
+
+def test_request_refuses_what_the_worker_would(tmp_path, capsys):
+    image = tmp_path / "notes.png"
+    image.write_text("hello")
+    assert cli.main(["request", str(image)]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+    assert cli.main(["request", str(tmp_path / "missing.png")]) == 1
+    assert "Cannot read image file" in capsys.readouterr().err
+
+
+def test_shipped_test_input_is_a_small_draft_request():
+    body = json.loads((ROOT / "test_input.json").read_text())
+    assert body["input"]["model"] == "draft"
+    assert (ROOT / "test_input.json").stat().st_size < 20_000
+    response = worker.handler({"id": "shipped", **body})
+    assert "error" not in response, response
+
+
+@pytest.mark.slow
+def test_module_entry_points(tmp_path):
+    """``python -m pipeline --help`` answers without loading the stack, and
+    ``python -m pipeline.weights`` still runs its own CLI."""
+    helped = subprocess.run([sys.executable, "-X", "importtime", "-m", "pipeline", "--help"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and "--no-texture" in helped.stdout and "--max_faces" in helped.stdout
+    assert not any(f" {lib}\n" in helped.stderr for lib in ("torch", "trimesh", "cv2", "gradio"))
+    weights = subprocess.run([sys.executable, "-m", "pipeline.weights", "check"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert weights.returncode == 0 and "Searched, in order" in weights.stdout
+
+
+@pytest.mark.slow
+def test_python_worker_runs_the_shipped_test_input():
+    """RunPod's local mode picks up test_input.json from the working folder;
+    out of the box, with no weights and no HY3D_MODEL, its draft job runs."""
+    import os
+
+    env = dict(os.environ)
+    env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
+    env.pop("HY3D_MODEL", None)
+    done = subprocess.run([sys.executable, "worker.py"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "HY3D_MODEL is auto but no Hunyuan3D weights" in done.stdout  # said once, then the job ran
