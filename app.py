@@ -91,6 +91,33 @@ def stats_markdown(result: GenerationResult) -> str:
     return "\n".join(lines)
 
 
+def _schema_checked(component):
+    """Leave range checks to the shared schema, so an out-of-range value sent
+    through gradio_client gets the worker's sentence ("Field 'max_faces' must
+    be ...") instead of Gradio's own; the widget still shows the schema's range."""
+    from gradio.components import Number
+
+    precision = getattr(component, "precision", None)
+
+    def preprocess(payload):
+        if isinstance(payload, (int, float)) and not isinstance(payload, bool):
+            return Number.round_to_precision(payload, precision)
+        return payload  # None or a wrong type: the schema names the field and the problem
+
+    component.preprocess = preprocess
+    return component
+
+
+def _schema_number(name: str, *, label: str, value=None):
+    """A number box whose range (and integer-ness) comes from the schema field ``name``."""
+    import gradio as gr
+
+    spec = FIELDS_BY_NAME[name]
+    return _schema_checked(gr.Number(value=value, precision=0 if spec.kind is int else None,
+                                     minimum=spec.minimum, maximum=spec.maximum, label=label,
+                                     info=f"{spec.rule()}" + ("; empty = model default" if spec.nullable else "")))
+
+
 def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
     """The Blocks UI over ``pipeline``: the local ImageTo3D by default, or a
     RemoteGenerator that sends each job to the deployed RunPod endpoint."""
@@ -107,15 +134,18 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             notice = str(exc)
 
     def generate(
-        image_path, model, profile, generate_texture, remove_background, seed, randomize_seed,
-        max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
-        smooth_normals=None, history=None, view_left=None, view_back=None, view_right=None,
+        image, model, profile, generate_texture, remove_background, seed, randomize_seed,
+        max_faces, steps=None, guidance_scale=None, octree_resolution=None, num_chunks=None, texture_size=None,
+        paint_model=None, smooth_normals=None, history=None, view_left=None, view_back=None, view_right=None,
         progress=gr.Progress(),
     ):
+        # None defaults make the empty "model default" boxes optional in
+        # gradio_client's keyword form too: client.predict(image=..., model="draft").
+        image_path = image
         if not image_path:
             raise gr.Error("Upload an image first.")
         if randomize_seed:
-            seed = random.randint(0, 2**31 - 1)
+            seed = random.randint(int(FIELDS_BY_NAME["seed"].minimum), int(FIELDS_BY_NAME["seed"].maximum))
         try:
             fields = request_fields(
                 model, profile, generate_texture, remove_background, seed, max_faces,
@@ -162,7 +192,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             with gr.Column(scale=1):
                 # image_mode=None passes the uploaded file through untouched, so a
                 # transparent PNG keeps its alpha (and skips background removal).
-                image = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                image_input = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                  elem_id="input-image")
                 with gr.Accordion("Multi-view (optional: multi-view models)", open=False):
                     gr.Markdown("The image above is the front; add any of left, back and right (hy3dgen's order: "
@@ -175,22 +205,25 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                             for view in VIEW_NAMES
                         ]
                 model = gr.Dropdown(list(MODEL_CHOICES), value=settings.default_model, label="Model")
-                profile = gr.Slider(1, 5, value=settings.default_profile, step=1, label="Memory profile (mmgp)",
-                                    info="1 = fastest, most VRAM; 5 = least VRAM")
+                profile_spec = FIELDS_BY_NAME["profile"]
+                profile = _schema_checked(gr.Slider(profile_spec.minimum, profile_spec.maximum,
+                                                    value=settings.default_profile, step=1,
+                                                    label="Memory profile (mmgp)",
+                                                    info="1 = fastest, most VRAM; 5 = least VRAM"))
                 with gr.Row():
                     generate_texture = gr.Checkbox(value=True, label="Generate texture")
                     remove_background = gr.Checkbox(value=True, label="Remove background")
                 with gr.Row():
-                    seed = gr.Number(value=FIELDS_BY_NAME["seed"].default, precision=0, minimum=0, label="Seed")
+                    seed = _schema_number("seed", label="Seed", value=FIELDS_BY_NAME["seed"].default)
                     randomize_seed = gr.Checkbox(value=False, label="Randomize seed")
                 max_faces_spec = FIELDS_BY_NAME["max_faces"]
-                max_faces = gr.Slider(max_faces_spec.minimum, 200000, value=max_faces_spec.default, step=1000,
-                                      label="Max faces")
+                max_faces = _schema_checked(gr.Slider(max_faces_spec.minimum, max_faces_spec.maximum,
+                                                      value=max_faces_spec.default, step=1000, label="Max faces"))
                 with gr.Accordion("Advanced (Hunyuan3D models; empty = model default)", open=False):
-                    steps = gr.Number(value=None, precision=0, label="Steps")
-                    guidance_scale = gr.Number(value=None, label="Guidance scale")
-                    octree_resolution = gr.Number(value=None, precision=0, label="Octree resolution")
-                    num_chunks = gr.Number(value=None, precision=0, label="Num chunks")
+                    steps = _schema_number("steps", label="Steps")
+                    guidance_scale = _schema_number("guidance_scale", label="Guidance scale")
+                    octree_resolution = _schema_number("octree_resolution", label="Octree resolution")
+                    num_chunks = _schema_number("num_chunks", label="Num chunks")
                     texture_size = gr.Dropdown(list(TEXTURE_SIZES), value=FIELDS_BY_NAME["texture_size"].default,
                                                label="Texture size (px)")
                     paint_model = gr.Dropdown(list(PAINT_MODELS), value=FIELDS_BY_NAME["paint_model"].default,
@@ -209,7 +242,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                              height=200, object_fit="contain", elem_id="history-gallery")
         button.click(
             generate,
-            inputs=[image, model, profile, generate_texture, remove_background, seed, randomize_seed,
+            inputs=[image_input, model, profile, generate_texture, remove_background, seed, randomize_seed,
                     max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
                     smooth_normals, history, *view_images],
             outputs=[viewer, download, stats, stats_json, seed, history],
@@ -220,13 +253,89 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
     return demo
 
 
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
+
+
+def resolve_bind(host: str | None, port: int | None, env=os.environ) -> tuple[str, int]:
+    """Bind address by precedence: flag, then HY3D_HOST/HY3D_PORT, then
+    Gradio's own GRADIO_SERVER_NAME/GRADIO_SERVER_PORT (set by Docker images
+    and hosted platforms), then 127.0.0.1:7860."""
+
+    def first(*names: str) -> tuple[str, str] | None:
+        for name in names:
+            value = env.get(name, "").strip()
+            if value:
+                return name, value
+        return None
+
+    if host is None:
+        found = first("HY3D_HOST", "GRADIO_SERVER_NAME")
+        host = found[1] if found else DEFAULT_HOST
+    if port is None:
+        found = first("HY3D_PORT", "GRADIO_SERVER_PORT")
+        if found is None:
+            port = DEFAULT_PORT
+        else:
+            name, raw = found
+            if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+                raise PipelineError(f"Environment variable {name} must be a port from 1 to 65535, got {raw[:40]!r}.")
+            port = int(raw)
+    if not 1 <= port <= 65535:
+        raise PipelineError(f"--port must be from 1 to 65535, got {port}.")
+    return host, port
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Image-to-3D Gradio app")
-    parser.add_argument("--host", default=os.environ.get("HY3D_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=env_int("HY3D_PORT", 7860))
+    parser = argparse.ArgumentParser(
+        description="Image-to-3D Gradio app. Every flag has an environment variable (README, 'Configuration').")
+    parser.add_argument("--host", default=None,
+                        help=f"bind address (default {DEFAULT_HOST}; env HY3D_HOST, else GRADIO_SERVER_NAME)")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"port (default {DEFAULT_PORT}; env HY3D_PORT, else GRADIO_SERVER_PORT)")
     parser.add_argument("--auth", default=os.environ.get("HY3D_AUTH"),
-                        help="basic auth as user:password (env HY3D_AUTH)")
-    return parser.parse_args(argv)
+                        help="basic auth as user:password (default: none; env HY3D_AUTH)")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        default=os.environ.get("HY3D_WARM_UP", "1").strip().lower() not in ("0", "false", "no"),
+                        help="skip the start-up warm-up job (default: warm up; env HY3D_WARM_UP=0 skips it)")
+    args = parser.parse_args(argv)
+    args.host, args.port = resolve_bind(args.host, args.port)
+    return args
+
+
+def warm_up(pipeline: "ImageTo3D") -> float:
+    """Pay at start-up what the first job would otherwise pay: the configured
+    model's load, then one tiny draft job through every stage (OpenCV,
+    scikit-image, VTK, trimesh and the GLB writer import and warm their
+    caches). Returns the seconds spent. bench/app_warmup.py measures it."""
+    import time
+
+    from pipeline import mesh
+
+    started = time.perf_counter()
+    try:
+        pipeline.warm_up()
+    except PipelineError:
+        pass  # no weights: the page says so, and draft serves
+    mesh.warm_up()
+    image = _warm_up_image()
+    options = parse_options({"model": "draft", "max_faces": 2000}, settings=pipeline.settings)
+    pipeline.generate(image, options)
+    return time.perf_counter() - started
+
+
+def _warm_up_image() -> bytes:
+    """A 64 px disc on white, as PNG: enough for every stage to run."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    rgb = np.full((64, 64, 3), 255, np.uint8)
+    rgb[(xx - 32) ** 2 + (yy - 32) ** 2 < 400] = (200, 60, 40)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -242,9 +351,12 @@ def main(argv: list[str] | None = None) -> None:
         auth = (user, password)
     try:
         remote = RemoteSettings.from_env()
-        demo = build_demo(RemoteGenerator(remote) if remote else None)
+        pipeline = RemoteGenerator(remote) if remote else ImageTo3D(draft_fallback=True)
+        demo = build_demo(pipeline)
     except PipelineError as exc:  # bad configuration: one clear line, no traceback
         raise SystemExit(str(exc)) from None
+    if args.warm_up and not remote:
+        print(f"warmed up in {warm_up(pipeline):.1f} s", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, auth=auth, show_error=True)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import struct
 import sys
@@ -42,6 +43,11 @@ CONFIG_FILE = "config.yaml"
 TEXTURE_REPO = "tencent/Hunyuan3D-2"
 TEXTURE_SUBFOLDERS = ("hunyuan3d-paint-v2-0", "hunyuan3d-paint-v2-0-turbo", "hunyuan3d-delight-v2-0")
 DEFAULT_TIMEOUT_S = 15.0
+LICENCE_NOTICE = (
+    "Licence: Tencent's Hunyuan3D-2 weights are under the Tencent Hunyuan 3D 2.0 Community License, which does "
+    "not apply in the EU, the UK or South Korea, has its own terms above a large monthly active user count and "
+    "comes with an acceptable-use policy; read it (LICENSE in the model repository) before use."
+)
 
 
 def download_command(name: str) -> str:
@@ -387,7 +393,10 @@ def require_network(url: str, timeout: float) -> None:
         return  # the server answered: the network works
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DownloadError(f"Cannot reach {url} within {timeout:g} s ({reason}); check the network or proxy.") from None
+        # "within N s" only when the wait ran out; a failed name lookup fails at once.
+        timed_out = isinstance(reason, TimeoutError) or "timed out" in str(reason)
+        when = f" within {timeout:g} s" if timed_out else ""
+        raise DownloadError(f"Cannot reach {url}{when} ({reason}); check the network or proxy.") from None
 
 
 @dataclass(frozen=True)
@@ -425,12 +434,44 @@ def plan_download(model: str | None, texture: bool, rembg: str | None) -> Downlo
     return DownloadPlan(repos, needs_rembg)
 
 
+def _env_seconds(name: str) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise DownloadError(f"Environment variable {name} must be a number of seconds, got {raw[:40]!r}.") from None
+    if not value > 0:
+        raise DownloadError(f"Environment variable {name} must be above 0 seconds, got {raw[:40]!r}.")
+    return value
+
+
+def hub_timeouts(timeout: float | None, log: Callable[[str], None] = print) -> float:
+    """Settle huggingface_hub's two timeouts and return the one for reaching
+    the hub. An explicit ``timeout`` overrides both variables (saying so when
+    it replaces a set value); without one, a set variable is kept."""
+    etag, read = _env_seconds("HF_HUB_ETAG_TIMEOUT"), _env_seconds("HF_HUB_DOWNLOAD_TIMEOUT")
+    if timeout is not None:
+        for name, value in (("HF_HUB_ETAG_TIMEOUT", etag), ("HF_HUB_DOWNLOAD_TIMEOUT", read)):
+            if value is not None and value != timeout:
+                log(f"--timeout {timeout:g} s overrides {name}={value:g}.")
+        etag = read = timeout
+    etag = etag if etag is not None else DEFAULT_TIMEOUT_S
+    read = read if read is not None else DEFAULT_TIMEOUT_S
+    # huggingface_hub reads whole seconds, once, at import.
+    os.environ["HF_HUB_ETAG_TIMEOUT"] = str(math.ceil(etag))
+    os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] = str(math.ceil(read))
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:  # already imported: update the copy it made
+        constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT = math.ceil(etag), math.ceil(read)
+    return etag
+
+
 def _snapshot_download(repo_id: str, subfolders: Sequence[str], dest: Path | None, timeout: float) -> Path:
     """Fetch only ``subfolders`` of ``repo_id``: into ``dest/<repo_id>`` (hy3dgen
     layout) or, with ``dest`` None, into the HF cache. Returns the folder that
     holds the subfolders."""
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(timeout)))
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(timeout)))
     from huggingface_hub import snapshot_download
 
     patterns = [f"{sub}/*" for sub in subfolders]
@@ -458,12 +499,16 @@ def download(
     rembg: str | None = None,
     dest: Path | None = None,
     hf_cache: bool = False,
-    timeout: float = DEFAULT_TIMEOUT_S,
+    timeout: float | None = None,
     log: Callable[[str], None] = print,
 ) -> DownloadPlan:
     """Download what is missing. Raises :class:`DownloadError` quickly when
     offline, and verifies every folder afterwards: a partial download never
-    counts as present (the checks look at complete files only)."""
+    counts as present (the checks look at complete files only).
+
+    ``timeout`` (``--timeout``), when given, wins over HF_HUB_ETAG_TIMEOUT and
+    HF_HUB_DOWNLOAD_TIMEOUT; otherwise those apply where set, else 15 s."""
+    timeout = hub_timeouts(timeout, log)
     plan = plan_download(model, texture, rembg)
     if plan.empty:
         log("Everything requested is already present.")
@@ -528,7 +573,9 @@ def _parser() -> argparse.ArgumentParser:
     where = get.add_mutually_exclusive_group()
     where.add_argument("--dest", type=Path, help="root in hy3dgen layout (default: $HY3DGEN_MODELS)")
     where.add_argument("--hf-cache", action="store_true", help="download into the Hugging Face cache instead")
-    get.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="network timeout in seconds")
+    get.add_argument("--timeout", type=float, default=None,
+                     help="network timeout in seconds; overrides HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT "
+                          f"(default: those where set, else {DEFAULT_TIMEOUT_S:g})")
     return parser
 
 
@@ -545,6 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (args.model or args.texture or args.rembg):
         print("download: give --model NAME and/or --texture / --rembg.", file=sys.stderr)
         return 2
+    if args.model or args.texture:
+        print(LICENCE_NOTICE)
     try:
         download(args.model, texture=args.texture, rembg=rembg_name if args.rembg else None,
                  dest=args.dest, hf_cache=args.hf_cache, timeout=args.timeout)

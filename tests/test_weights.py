@@ -361,3 +361,48 @@ def test_cli_download_nothing_missing_succeeds_offline(roots):
 
 def test_cli_download_needs_a_target(roots):
     assert _cli(["download"], roots).returncode == 2
+
+
+def test_failed_name_lookup_does_not_claim_a_wait(monkeypatch):
+    """A DNS failure fails at once; the message must not say "within 15 s"."""
+    import urllib.error
+
+    def refuse(*_a, **_k):
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", refuse)
+    with pytest.raises(weights.DownloadError) as caught:
+        weights.require_network("https://nowhere.invalid", 15)
+    assert "within" not in str(caught.value) and "Name or service not known" in str(caught.value)
+
+    def slow(*_a, **_k):
+        raise urllib.error.URLError(TimeoutError("timed out"))
+
+    monkeypatch.setattr(weights.urllib.request, "urlopen", slow)
+    with pytest.raises(weights.DownloadError, match="within 15 s"):
+        weights.require_network("https://nowhere.invalid", 15)
+
+
+def test_timeout_flag_wins_over_hub_variables_and_says_so(monkeypatch):
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "3")
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "40")
+    said: list[str] = []
+    assert weights.hub_timeouts(30.0, said.append) == 30.0
+    assert os.environ["HF_HUB_ETAG_TIMEOUT"] == "30" and os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] == "30"
+    assert said == ["--timeout 30 s overrides HF_HUB_ETAG_TIMEOUT=3.", "--timeout 30 s overrides HF_HUB_DOWNLOAD_TIMEOUT=40."]
+    # Without --timeout, values already set are kept; unset ones get the default.
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "4")
+    monkeypatch.delenv("HF_HUB_DOWNLOAD_TIMEOUT")
+    assert weights.hub_timeouts(None, said.append) == 4.0
+    assert os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] == "15"
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "soon")
+    with pytest.raises(weights.DownloadError, match="HF_HUB_ETAG_TIMEOUT must be a number of seconds"):
+        weights.hub_timeouts(None)
+
+
+def test_download_prints_the_licence_notice(roots, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert weights.main(["download", "--model", "hunyuan3d-2-turbo"]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0] == weights.LICENCE_NOTICE
+    assert all(word in out[0] for word in ("EU", "UK", "South Korea", "monthly active user", "acceptable-use"))
