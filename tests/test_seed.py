@@ -5,6 +5,7 @@ from OpenCV's unseeded RNG)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 
 import numpy as np
@@ -38,7 +39,8 @@ def test_two_jobs_same_seed_same_bytes(remove_background):
     assert "error" not in first, first
     if remove_background:
         assert any("GrabCut" in w for w in first["warnings"]), first["warnings"]  # the fallback really ran
-    assert first["model_base64"] == second["model_base64"]
+    digest = lambda r: hashlib.sha256(r["model_base64"].encode()).hexdigest()  # noqa: E731 - short failure output
+    assert digest(first) == digest(second)
 
 
 def test_grabcut_is_reproducible_per_seed_on_any_thread():
