@@ -318,7 +318,8 @@ def warm_up(pipeline: "ImageTo3D") -> float:
         pass  # no weights: the page says so, and draft serves
     mesh.warm_up()
     image = _warm_up_image()
-    options = parse_options({"model": "draft", "max_faces": 2000}, settings=pipeline.settings)
+    # Every job of the app asks for the preview (the history gallery), so the warm-up does too.
+    options = parse_options({"model": "draft", "max_faces": 2000, "preview": True}, settings=pipeline.settings)
     pipeline.generate(image, options)
     return time.perf_counter() - started
 

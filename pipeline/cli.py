@@ -187,6 +187,8 @@ def generate_main(argv: Sequence[str]) -> int:
         bars.close()
         path = _out_path(args.output_dir, image, used)
         path.write_bytes(result.glb)
+        if getattr(result, "preview_png", None):  # --preview: the PNG beside its GLB
+            path.with_suffix(".png").write_bytes(result.preview_png)
         for warning in result.warnings:
             print(f"warning: {image}: {warning}", file=sys.stderr)
         print(stats_line(str(image), path, result), flush=True)

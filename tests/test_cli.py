@@ -44,7 +44,8 @@ def test_generate_writes_one_glb_per_image(tmp_path, capsys):
     a.write_bytes(make_subject_png(128))
     b.write_bytes(make_subject_png(96))
     out = tmp_path / "out"
-    code = cli.main([str(a), str(b), "-o", str(out), "--model", "draft", "--max_faces", "2000", "--no-texture"])
+    code = cli.main([str(a), str(b), "-o", str(out), "--model", "draft", "--max_faces", "2000", "--no-texture",
+                     "--preview"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     lines = captured.out.strip().splitlines()
@@ -52,6 +53,7 @@ def test_generate_writes_one_glb_per_image(tmp_path, capsys):
     for name in ("a", "b"):
         mesh = trimesh.load(out / f"{name}.glb", file_type="glb", force="mesh")
         assert 0 < len(mesh.faces) <= 2000
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # --preview
     assert "warning:" in captured.err  # the GrabCut fallback says so, as in the worker's warnings
     assert "shape" in captured.err  # the per-stage progress bars
 
