@@ -340,6 +340,9 @@ def _warm_up_image() -> bytes:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from pipeline.shutdown import exit_on_sigterm
+
+    exit_on_sigterm("app")  # docker stop: exit 0 at once instead of SIGKILL after the grace period
     try:
         args = parse_args(argv)
     except PipelineError as exc:

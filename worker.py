@@ -210,8 +210,41 @@ def _one_local_job(args: argparse.Namespace) -> bool:
     return bool(args.test_input) or os.path.isfile("test_input.json")
 
 
+def bound_runpod_shutdown() -> None:
+    """SIGTERM ends the worker within seconds, exit status 0, in every mode
+    (``pipeline/shutdown.py`` says why it needs a handler at all).
+
+    ``main`` installs ``exit_on_sigterm`` first: before ``runpod.serverless.start``
+    (model load, ``--test_input``) SIGTERM raises SystemExit(0). RunPod's local
+    API server (uvicorn) handles SIGTERM itself, gracefully. RunPod's
+    production job loop, which replaces the handler, only stops
+    taking jobs and then waits up to 90 s for its open job long-poll; so its
+    handler is wrapped: the running job, if any, gets up to
+    ``shutdown.DEFAULT_STOP_GRACE_S`` to finish and have its result posted,
+    then the process exits. runpod is pinned (requirements.txt) and
+    tests/test_shutdown.py runs this path against a loopback job server.
+    """
+    from pipeline import shutdown
+    from runpod.serverless.modules import rp_scale
+
+    original = rp_scale.JobScaler.handle_shutdown
+    if getattr(original, "_hy3d_wrapped", False):
+        return
+
+    def handle_shutdown(self, signum, frame):
+        original(self, signum, frame)
+        shutdown.exit_when_idle(lambda: self.job_progress.get_job_count() > 0,
+                                shutdown.DEFAULT_STOP_GRACE_S, "worker")
+
+    handle_shutdown._hy3d_wrapped = True
+    rp_scale.JobScaler.handle_shutdown = handle_shutdown
+
+
 def main() -> None:
     args = parse_args(sys.argv[1:])
+    from pipeline.shutdown import exit_on_sigterm
+
+    exit_on_sigterm("worker")  # from the first moment: the model load can take minutes
     os.environ.setdefault("RUNPOD_LOG_LEVEL", "INFO")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     preload = threading.Thread(target=_import_runpod, daemon=True)
@@ -227,6 +260,7 @@ def main() -> None:
     preload.join()
     import runpod
 
+    bound_runpod_shutdown()
     runpod.serverless.start({"handler": handler})
 
 
