@@ -22,4 +22,6 @@ fi
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 fi
-exec .venv/bin/python -m pytest -m "slow or not slow" "$@"
+# Every test: fast, slow (browser included) and docker (tests/test_image.py,
+# which skips with its reason when no Docker engine can be started).
+exec .venv/bin/python -m pytest -m "slow or not slow or docker" "$@"

@@ -46,6 +46,7 @@ for _name in ("HY3D_MODEL", "HY3D_PROFILE", "HY3D_DEVICE", "HY3D_REMOTE_ENDPOINT
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: slower end-to-end tests (run in CI too)")
     config.addinivalue_line("markers", "browser: drives headless Chromium")
+    config.addinivalue_line("markers", "docker: builds the worker image and runs it (needs a Docker engine)")
 
 
 def free_port() -> int:
