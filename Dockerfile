@@ -25,17 +25,27 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
     HY3D_MODEL=auto \
     RUNPOD_LOG_LEVEL=INFO
 
-# libgl1, libglib2.0-0: opencv-python (a hy3dgen dependency); libgomp1: onnxruntime, numba.
-# Debian's security updates change exact versions, so they are not pinned.
+# libgl1 (libGL.so.1) and libopengl0 (libOpenGL.so.0, for pymeshlab's own libGLU):
+# pymeshlab's core and plugins link them, and `import hy3dgen.shapegen` imports
+# pymeshlab at module level; without libopengl0 its plugins fail to load and
+# hy3dgen's mesh post-processors break. libglib2.0-0: pymeshlab's Qt.
+# libgomp1: onnxruntime, numba. Debian's security updates change exact
+# versions, so they are not pinned.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 libgomp1 \
+    && apt-get install -y --no-install-recommends libgl1 libopengl0 libglib2.0-0 libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 COPY constraints.txt requirements.txt ./
+# hy3dgen's metadata asks for opencv-python (with Qt, for GUI windows); the
+# worker shows none, so the same release's headless build replaces it in this
+# layer: 36 MB less installed (196 -> 159 MB). The version is requirements.txt's.
 RUN pip install -c constraints.txt torch torchvision \
-    && pip install -c constraints.txt -r requirements.txt
+    && pip install -c constraints.txt -r requirements.txt \
+    && opencv="$(sed -n 's/^opencv-python==//p' requirements.txt)" \
+    && pip uninstall -y opencv-python \
+    && pip install --no-deps "opencv-python-headless==${opencv}"
 
 # Optional baked weights. Only the weights CLI is copied first, so editing the
 # rest of the code does not invalidate this (large) layer.
@@ -51,8 +61,12 @@ COPY pipeline ./pipeline
 COPY worker.py app.py ./
 
 # Compile numba's cache now: the first `import rembg` otherwise costs 40-70 s of cold start,
-# and the texture stage's vertex inpaint ~3 s on its first load. (numba keys its cache by CPU
-# model: on a different host CPU it compiles once more at start-up.)
+# and the texture stage's vertex inpaint ~3 s on its first load. numba keys its cache by CPU
+# name and features, so code is compiled for no particular CPU ("generic"): the one cache
+# then serves every x86-64 host. On the host's own CPU the first `import rembg` took 66 s
+# instead of 1-5 s. What generic code costs at run time is measured by bench/numba_cpu.py
+# (README, "Deployment").
+ENV NUMBA_CPU_NAME=generic
 RUN mkdir -p "$NUMBA_CACHE_DIR" \
     && python -c "import rembg; from pipeline.texture.inpaint import warm_up; warm_up()"
 

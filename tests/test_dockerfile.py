@@ -132,3 +132,39 @@ def test_runpod_hub_metadata_is_consistent():
         parse_options(payload, ignore=("image",))
         assert decode_base64_image(payload["image"], load_settings()).size[0] > 0
     assert callable(worker.handler)
+
+
+def test_system_libraries_pymeshlab_links_are_installed(dockerfile):
+    """`import hy3dgen.shapegen` imports pymeshlab, whose core links libGL.so.1 and whose
+    libGLU links libOpenGL.so.0; without libopengl0 its plugins fail to load."""
+    runs = " ".join(instructions(dockerfile, "RUN"))
+    for package in ("libgl1", "libopengl0", "libglib2.0-0", "libgomp1"):
+        assert re.search(rf"apt-get install [^&]*\b{re.escape(package)}\b", runs), package
+
+
+def test_image_swaps_in_the_same_opencv_release_headless(dockerfile):
+    runs = " ".join(instructions(dockerfile, "RUN"))
+    assert "pip uninstall -y opencv-python" in runs and 'opencv-python-headless==${opencv}' in runs
+    # The Dockerfile reads the version with this sed expression; it must find exactly one pin.
+    pins = re.findall(r"^opencv-python==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert len(pins) == 1 and re.fullmatch(r"[\d.]+", pins[0])
+    assert "sed -n 's/^opencv-python==//p' requirements.txt" in runs
+
+
+def test_numba_cache_is_compiled_for_any_cpu(dockerfile):
+    """numba keys its cache by CPU name and features; 'generic' (features '') is the same key on every host."""
+    assert dockerfile.envs.get("NUMBA_CPU_NAME") == "generic"
+    assert "NUMBA_CPU_FEATURES" not in dockerfile.envs
+    names = [i["instruction"] for i in dockerfile.structure]
+    values = [i["value"] for i in dockerfile.structure]
+    warm = next(n for n, v in enumerate(values) if names[n] == "RUN" and "warm_up()" in v)
+    env = next(n for n, v in enumerate(values) if names[n] == "ENV" and "NUMBA_CPU_NAME" in v)
+    assert env < warm
+
+
+def test_build_script_never_pushes_and_uses_the_dockerfiles_base():
+    script = (ROOT / "scripts" / "build_image.sh").read_text()
+    assert "docker push" not in script
+    assert "debootstrap --variant=minbase bookworm" in script and "EXTERNALLY-MANAGED" in script
+    done = subprocess.run(["bash", "-n", str(ROOT / "scripts" / "build_image.sh")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
