@@ -280,6 +280,18 @@ def test_weights_check(image, report):
     assert "HY3DGEN_MODELS=/models/hy3dgen" in done.stdout  # the image's layout (Dockerfile ENV)
 
 
+def test_pymeshlab_plugins_load(image, report):
+    """`import hy3dgen.shapegen` imports pymeshlab; without libopengl0 it printed 31 plugin-load
+    errors and hy3dgen's post-processors (decimation among them) were missing."""
+    probe = ("import hy3dgen.shapegen, pymeshlab; ms = pymeshlab.MeshSet(); "
+             "print('decimation', hasattr(ms, 'meshing_decimation_quadric_edge_collapse'))")
+    done, seconds = _run(image, "python", "-c", probe)
+    report(f"import hy3dgen.shapegen: exit {done.returncode} in {seconds:.1f} s, {len(done.stderr.splitlines())} stderr lines")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["decimation", "True"]
+    assert "Cannot load library" not in done.stderr and "libOpenGL" not in done.stderr
+
+
 # Pretend to be a host whose CPU is not the build machine's: numba would key its
 # cache by what LLVM reports, so the patched report must not matter. Setting
 # NUMBA_CPU_NAME itself would override the image's choice, not simulate a host.
