@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from pipeline.delivery import BucketConfig, Delivery, DeliveryError, deliver, inline_budget_bytes
-from pipeline.errors import PipelineError, describe_failure
+from pipeline.errors import PipelineError, bound_message, describe_failure, utf8_safe
 from pipeline.image_url import fetch_image_url
 from pipeline.options import parse_options
 from pipeline.progress import throttled
@@ -65,7 +65,7 @@ def to_response(result: GenerationResult, delivery: Delivery) -> dict[str, Any]:
         where = {"model_url": delivery.model_url, "model_url_expires_at": delivery.expires_at}
     else:
         where = {"model_base64": base64.b64encode(delivery.glb).decode("ascii")}
-    return {
+    response = {
         **where,
         "output": delivery.method,
         "file_size": len(delivery.glb),
@@ -82,10 +82,30 @@ def to_response(result: GenerationResult, delivery: Delivery) -> dict[str, Any]:
         "texture_rasterizer": result.texture_rasterizer,
         **({"preview_png_base64": base64.b64encode(result.preview_png).decode("ascii")} if result.preview_png else {}),
     }
+    if result.refresh_worker:
+        response["refresh_worker"] = True
+    return response
 
 
 def handler(job: dict) -> dict[str, Any]:
-    """RunPod handler: ``{"input": {...}}`` in, response dict out (never raises)."""
+    """RunPod handler: ``{"input": {...}}`` in, response dict out (never raises).
+
+    Whatever happens, the response can be sent: an error is one bounded
+    sentence and every string encodes as UTF-8 (RunPod's SDK posts nothing,
+    and the result is lost, when it cannot encode one)."""
+    try:
+        response = _handle(job)
+    except BaseException as exc:  # noqa: BLE001 - even a failure to describe a failure must not escape
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        log.exception("job failed outside the pipeline")
+        response = {"error": f"The worker failed with an internal error ({type(exc).__name__})."}
+    if "error" in response:
+        response["error"] = bound_message(response["error"])
+    return utf8_safe(response)
+
+
+def _handle(job: dict) -> dict[str, Any]:
     payload = job.get("input") if isinstance(job, dict) else None
     if not isinstance(payload, dict):
         return {"error": "Request 'input' must be a JSON object with at least an 'image' field."}
@@ -144,6 +164,10 @@ def startup_check() -> str:
     instead of failing every job.
     """
     started = time.perf_counter()
+    # Delivery configuration first: a malformed bucket must stop start-up
+    # before minutes of model loading, not fail the first finished job.
+    inline_budget_bytes()
+    BucketConfig.from_env()
     choice = get_pipeline().warm_up()
     from pipeline import mesh
 
@@ -251,11 +275,14 @@ def main() -> None:
     preload.start()
     try:
         ready = startup_check()
-    except PipelineError as exc:
-        if not _one_local_job(args):
-            print(f"worker start-up failed: {exc}", file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 - start-up ends with one line, not a traceback
+        if not isinstance(exc, PipelineError):
+            log.exception("worker start-up failed")
+        message = describe_failure(exc)[0]
+        if not (isinstance(exc, PipelineError) and _one_local_job(args)):
+            print(f"worker start-up failed: {message}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
-        ready = f"worker start-up: {exc} Running the local test job anyway; it fails only if it needs those weights."
+        ready = f"worker start-up: {message} Running the local test job anyway; it fails only if it needs those weights."
     print(ready, flush=True)
     preload.join()
     import runpod

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 from typing import TYPE_CHECKING
 
-from .errors import PipelineError
+from .errors import PipelineError, is_out_of_memory
 from .settings import Settings, load_settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,16 +41,8 @@ def choose_dtype(device: str) -> "torch.dtype":
     return torch.float16 if device.startswith("cuda") else torch.float32
 
 
-_OOM_MARKERS = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
-
-
-def is_oom(exc: BaseException) -> bool:
-    """True for a CUDA allocation failure, whichever layer raised it."""
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and any(marker in str(exc) for marker in _OOM_MARKERS)
+# The one out-of-memory check lives in errors (no torch import); this name stays for the backends.
+is_oom = is_out_of_memory
 
 
 def free_cuda_memory() -> None:

@@ -20,7 +20,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from .errors import ImageError, echo
 from .settings import Settings
 
 # Pillow plugins we let parse request bytes. MPO is what Pillow calls a JPEG
@@ -70,7 +70,7 @@ def _strip_data_url(data: str, field: str = "image") -> str:
     if "base64" not in params[1:]:
         raise ImageError(f"Field '{field}' is a data URL without ';base64'; send the image base64-encoded.")
     if params[0] and not params[0].startswith("image/"):
-        raise ImageError(f"Field '{field}' is a data URL of type {params[0]!r}, not an image.")
+        raise ImageError(f"Field '{field}' is a data URL of type {echo(params[0])}, not an image.")
     return data[match.end():]
 
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .errors import OptionsError
+from .errors import OptionsError, echo
 from .models import DEFAULT_PAINT_MODEL, MODEL_CHOICES, PAINT_MODELS, TEXTURE_SIZES
 from .settings import Settings, load_settings
 
@@ -58,7 +58,7 @@ class FieldSpec:
             except OverflowError:  # a JSON integer with hundreds of digits
                 raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got a number out of range.") from None
             if not math.isfinite(value):
-                raise OptionsError(f"Field '{self.name}' must be a finite number, got {value}.")
+                raise OptionsError(f"Field '{self.name}' must be a finite number, got {echo(value)}.")
         if self.choices is not None and value not in self.choices:
             raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got {_describe(value)}.")
         if (self.minimum is not None and value < self.minimum) or (
@@ -69,11 +69,10 @@ class FieldSpec:
 
 
 def _fmt(number: float) -> str:
-    """Integers as written (never via float, which overflows), shortened when huge."""
+    """Integers as written (never via float, which overflows), by size when huge."""
     if isinstance(number, int) or float(number).is_integer():
-        text = str(int(number))
-        return text if len(text) <= 24 else text[:21] + "..."
-    return str(number)
+        return echo(int(number))
+    return echo(number)
 
 
 def _has_type(value: Any, kind: type) -> bool:
@@ -92,10 +91,9 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, str):
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return f"the string {shown!r}"
+        return f"the string {echo(value)}"
     if isinstance(value, (int, float)):
-        return f"the number {value}"
+        return f"the number {echo(value)}"
     return f"a value of type {type(value).__name__}"
 
 
@@ -204,11 +202,10 @@ def parse_options(
         raw = {}
     if not isinstance(raw, Mapping):
         raise OptionsError("Request input must be a JSON object.")
-    unknown = sorted(k for k in raw if k not in FIELDS_BY_NAME and k not in ignore)
+    unknown = sorted((k for k in raw if k not in FIELDS_BY_NAME and k not in ignore), key=repr)
     if unknown:
         allowed = ", ".join(sorted((*FIELDS_BY_NAME, *ignore)))
-        name = unknown[0] if len(unknown[0]) <= 40 else unknown[0][:37] + "..."
-        raise OptionsError(f"Unknown field '{name}'; allowed fields are: {allowed}.")
+        raise OptionsError(f"Unknown field {echo(unknown[0])}; allowed fields are: {allowed}.")
     settings = settings or load_settings()
     values = {}
     for spec in FIELDS:

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol
 
+from .errors import tag_stage
+
 # The stages every face shows, in order.
 STAGES = ("decode", "background", "shape", "texture", "export")
 
@@ -52,8 +54,13 @@ class RunLog:
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
+        """Time the block; an exception leaving it is tagged with ``name``
+        (innermost wins), so a failure can say which stage it came from."""
         start = time.perf_counter()
         try:
             yield
+        except BaseException as exc:
+            tag_stage(exc, name)
+            raise
         finally:
             self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 4)

@@ -160,7 +160,9 @@ def test_worker_keeps_serving_after_failures(subject_b64):
     real = pipe.backend("draft")
     pipe._backends["draft"] = _Exploding(ValueError("boom"))
     failed = run({"image": subject_b64, "model": "draft", "remove_background": False})
-    assert failed == {"error": "Internal error (ValueError): boom"}
+    # One sentence naming the stage; the traceback goes to the log, not the caller.
+    assert failed == {"error": "The shape stage failed with an internal error (ValueError: 'boom'); "
+                               "the server log has the details."}
     assert "error" in run({"image": "%%%"})
     pipe._backends["draft"] = real
     ok = run({"image": subject_b64, "model": "draft", "remove_background": False})
