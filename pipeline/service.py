@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import GENERATOR
-from .errors import InputError, WeightsMissingError
+from .errors import (
+    InputError,
+    PipelineError,
+    WeightsMissingError,
+    bound_message,
+    echo,
+    failed_stage,
+    is_out_of_memory,
+)
 from .models import AUTO, AUTO_MULTIVIEW_PREFERENCE, DRAFT, MULTIVIEW_MODELS
 from .options import GenerationOptions
 from .progress import ProgressCallback, RunLog, null_progress
@@ -52,6 +60,7 @@ class ImageTo3D:
         self._backends: dict[str, ShapeBackend] = {}
         self._background = None
         self._lock = threading.Lock()
+        self._restart_requested = False  # set by a GPU OOM the request survived (texturing)
 
     # -- model selection -------------------------------------------------
     def choose_model(self, requested: str, *, multiview: bool = False, at_startup: bool = False) -> ModelChoice:
@@ -171,6 +180,7 @@ class ImageTo3D:
         from .seeding import seed_everything
 
         seed_everything(options.seed)  # same request, same bytes
+        self._restart_requested = False
         run = RunLog()
         warnings = run.warnings
 
@@ -258,6 +268,7 @@ class ImageTo3D:
             extras=extras,
             texture_rasterizer=rasterizer,
             preview_png=preview_png,
+            refresh_worker=self._restart_requested,
         )
 
     @staticmethod
@@ -269,6 +280,24 @@ class ImageTo3D:
             result.mesh, extras=result.extras, jpeg_quality=jpeg_quality, max_texture_size=max_texture_size,
             include_normals=bool(result.options.get("smooth_normals", True)),
         )
+
+    def _texture_failed(self, exc: Exception, warnings: list[str]) -> None:
+        """Turn a failure anywhere in texturing into a warning naming the
+        stage; after a GPU OOM the process is flagged for a restart."""
+        stage = failed_stage(exc) or "texture"
+        if is_out_of_memory(exc):
+            self._restart_requested = True
+            log.warning("texturing ran out of GPU memory in the %s stage", stage)
+            warnings.append(
+                f"Texturing ran out of GPU memory in the {stage} stage; returned the untextured model "
+                "(lower 'texture_size' to texture it)."
+            )
+            return
+        log.error("texturing failed in the %s stage; returning the untextured model", stage, exc_info=exc)
+        detail = f"{exc}" if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {echo(str(exc))}"
+        warnings.append(bound_message(
+            f"Texturing failed in the {stage} stage ({detail}); returned the untextured model."
+        ))
 
     def _decode(self, image, field: str = "image") -> "Image.Image":
         from . import image_io
@@ -338,9 +367,13 @@ class ImageTo3D:
                 f"Fetch them with `{TEXTURE_DOWNLOAD_COMMAND}`."
             )
             return mesh, None
-        result = get_texture_backend(options.paint_model, self.settings).paint(
-            mesh, rgba, options.texture_size, progress, profile=options.profile
-        )
+        try:
+            result = get_texture_backend(options.paint_model, self.settings).paint(
+                mesh, rgba, options.texture_size, progress, profile=options.profile
+            )
+        except Exception as exc:  # noqa: BLE001 - a texture failure must not throw the finished shape away
+            self._texture_failed(exc, warnings)
+            return mesh, None
         warnings.extend(result.warnings)
         timings.update(result.timings)
         return result.mesh, result.rasterizer

@@ -58,6 +58,9 @@ class GenerationResult:
     options: dict[str, Any] = field(default_factory=dict)
     # "torch" or "compiled" when Hunyuan3D-Paint baked the texture, else None.
     texture_rasterizer: str | None = None
+    # A GPU out-of-memory the request survived (texturing fell back): the
+    # worker returns refresh_worker so RunPod replaces the process after it.
+    refresh_worker: bool = False
     # The exported mesh and GLB extras, kept so delivery can re-encode the
     # texture smaller without running the models again.
     mesh: Any = field(default=None, repr=False)

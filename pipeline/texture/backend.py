@@ -66,12 +66,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
-from ..errors import ImageError, OptionsError, OutOfMemoryError, PipelineError, WeightsMissingError
+from ..errors import (
+    ImageError,
+    OptionsError,
+    OutOfMemoryError,
+    PipelineError,
+    WeightsMissingError,
+    failed_stage,
+    tag_stage,
+)
 from ..memory import PROFILES, texture_models, unpatched_safetensors
 from ..models import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
 from ..progress import ProgressCallback, RunLog as _Run, null_progress
 from ..settings import Settings, load_settings
-from ..weights import TEXTURE_REPO, described_candidates, diffusers_folder_complete, find_folder
+from ..weights import TEXTURE_REPO, described_candidates, diffusers_folder_complete, find_folder, searched_roots_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -134,9 +142,8 @@ def resolve_texture_weights(paint_model: str = DEFAULT_PAINT_MODEL) -> TextureWe
     missing = [sub for sub in (DELIGHT_SUBFOLDER, paint_model) if _find(sub) is None]
     searched = [path for sub in missing for path in described_candidates(TEXTURE_REPO, sub)]
     raise WeightsMissingError(
-        f"Texture weights ({TEXTURE_REPO}: {', '.join(missing)}) were not found complete "
-        f"(a folder needs model_index.json and its weights). Searched: {'; '.join(searched)}. "
-        f"Download them with `{TEXTURE_DOWNLOAD_COMMAND}`.",
+        f"Texture weights ({TEXTURE_REPO}: {', '.join(missing)}) are not complete on disk "
+        f"(searched {searched_roots_text()}); download them with `{TEXTURE_DOWNLOAD_COMMAND}`.",
         searched=searched,
     )
 
@@ -567,12 +574,15 @@ class TextureBackend:
             except Exception as exc:
                 if not self.device.startswith("cuda") or not is_oom(exc):
                     raise
+                stage = failed_stage(exc)
             if PROFILES.offload is not None:
                 PROFILES.unload_all()
             free_cuda_memory()  # past the handler: the failed frames and their tensors are gone
-            raise OutOfMemoryError(
+            error = OutOfMemoryError(
                 f"CUDA ran out of memory painting a {texture_size} texture; lower 'texture_size' or free VRAM."
             )
+            tag_stage(error, stage or STAGE)
+            raise error
 
     def _paint(self, mesh: "trimesh.Trimesh", image: "Image.Image", size: RenderConfig,
                progress: ProgressCallback, profile: int | None = None) -> TextureResult:
@@ -581,10 +591,14 @@ class TextureBackend:
         run = _Run()
         if self.texgen is None:
             progress(STAGE, 0.0, f"Loading {self.paint_model} and {DELIGHT_SUBFOLDER}")
-        if self.on_cuda:
-            self._use_profile(profile)
-        else:
-            self.load()
+        try:
+            if self.on_cuda:
+                self._use_profile(profile)
+            else:
+                self.load()
+        except Exception as exc:
+            tag_stage(exc, "load")
+            raise
         run.timings["load"], self._load_s = round(self._load_s, 4), 0.0
         texgen = self.texgen
         apply_render_config(texgen.pipeline, size)
@@ -604,7 +618,12 @@ class TextureBackend:
         with run.timed("inpaint"):
             atlas = self._inpaint(texgen, texture, mask)
         progress(STAGE, 1.0, f"Texture {size.texture_size}x{size.texture_size}")
-        return TextureResult(textured_mesh(unwrapped, atlas), run.timings, run.warnings, self.rasterizer or "")
+        try:
+            painted = textured_mesh(unwrapped, atlas)
+        except Exception as exc:
+            tag_stage(exc, "material")
+            raise
+        return TextureResult(painted, run.timings, run.warnings, self.rasterizer or "")
 
     def _delight(self, texgen: Texgen, image: "Image.Image", report: _Span) -> "Image.Image":
         """texgen's recentring and delighting (its wrapper's ``__call__``)."""
