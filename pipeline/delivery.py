@@ -3,8 +3,9 @@
 RunPod accepts about 10 MB through ``/run`` and 20 MB through ``/runsync``;
 an oversized result fails late and quietly (COMPLETED with no output). So a
 result is either inlined under a budget, shrunk until it fits, or uploaded to
-an S3-compatible bucket with runpod's own helper and returned as a presigned
-URL. Nothing here ever returns a payload over the budget.
+an S3-compatible bucket and returned as a presigned URL (7 days, as
+runpod's ``rp_upload``). Every upload is bounded by ``HY3D_UPLOAD_TIMEOUT_S``.
+Nothing here ever returns a payload over the budget.
 
 Budget arithmetic (default ``HY3D_INLINE_BUDGET_MB=7.5``): base64 makes 7.5 MB
 of GLB into 10,000,000 characters; the rest of the response JSON is under
@@ -15,11 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable
+from urllib.parse import urlsplit
 
-from .errors import OptionsError, PipelineError
+from .errors import OptionsError, PipelineError, echo
 
 DEFAULT_INLINE_BUDGET_MB = 7.5
 # The largest budget whose base64 (4/3) plus 10 kB of JSON fits 10 MiB: 7.85 MB.
@@ -30,6 +33,11 @@ PRESIGNED_URL_SECONDS = 604800
 # (JPEG quality, longest texture side or None to keep the size).
 SHRINK_STEPS: tuple[tuple[int, int | None], ...] = ((75, None), (60, None), (60, 1024), (50, 512))
 BUCKET_VARS = ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME")
+# The whole upload (every attempt, with backoff) gives up after this many
+# seconds; botocore's defaults (60 s reads, 4 attempts) held a worker 247 s
+# on an endpoint that accepts connections and never answers.
+DEFAULT_UPLOAD_TIMEOUT_S = 30.0
+UPLOAD_ATTEMPTS = 2
 
 
 class DeliveryError(PipelineError):
@@ -56,7 +64,30 @@ class BucketConfig:
                 f"Bucket upload is half-configured: {', '.join(missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} not set (all of {', '.join(BUCKET_VARS)} are needed)."
             )
+        url = values["BUCKET_ENDPOINT_URL"]
+        try:
+            parts = urlsplit(url)
+            port_ok = parts.port is None or 0 < parts.port < 65536
+        except ValueError:
+            parts, port_ok = None, False
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise OptionsError(
+                f"BUCKET_ENDPOINT_URL must be an http:// or https:// URL with a host, got {echo(url)}."
+            )
+        upload_timeout_s()  # a bad HY3D_UPLOAD_TIMEOUT_S is a configuration error too, found now
         return cls(*values.values())
+
+
+def upload_timeout_s() -> float:
+    """``HY3D_UPLOAD_TIMEOUT_S``: the bound on one whole upload, in seconds."""
+    raw = os.environ.get("HY3D_UPLOAD_TIMEOUT_S", "").strip()
+    try:
+        seconds = float(raw) if raw else DEFAULT_UPLOAD_TIMEOUT_S
+    except ValueError:
+        raise OptionsError(f"Environment variable HY3D_UPLOAD_TIMEOUT_S must be a number, got {echo(raw)}.") from None
+    if not 1 <= seconds <= 3600:
+        raise OptionsError(f"Environment variable HY3D_UPLOAD_TIMEOUT_S must be from 1 to 3600, got {echo(raw)}.")
+    return seconds
 
 
 def inline_budget_bytes() -> int:
@@ -64,11 +95,11 @@ def inline_budget_bytes() -> int:
     try:
         megabytes = float(raw) if raw else DEFAULT_INLINE_BUDGET_MB
     except ValueError:
-        raise OptionsError(f"Environment variable HY3D_INLINE_BUDGET_MB must be a number, got {raw!r}.") from None
+        raise OptionsError(f"Environment variable HY3D_INLINE_BUDGET_MB must be a number, got {echo(raw)}.") from None
     if not 0 < megabytes <= MAX_INLINE_BUDGET_MB:
         raise OptionsError(
             f"Environment variable HY3D_INLINE_BUDGET_MB must be above 0 and at most {MAX_INLINE_BUDGET_MB} "
-            f"(base64 of more would not fit RunPod's 10 MiB /run cap), got {raw}."
+            f"(base64 of more would not fit RunPod's 10 MiB /run cap), got {echo(raw)}."
         )
     return int(megabytes * 1_000_000)
 
@@ -84,32 +115,84 @@ class Delivery:
     warnings: list[str] = field(default_factory=list)
 
 
-def upload_glb(glb: bytes, bucket: BucketConfig, prefix: str) -> tuple[str, str]:
-    """Upload with runpod's helper; returns (presigned URL, ISO expiry time).
-
-    rp_upload silently writes to local disk and returns a path when it cannot
-    build an S3 client; that is treated as a failed upload, never as a URL.
-    """
-    from runpod.serverless.utils import rp_upload
-
-    creds = {
-        "endpointUrl": bucket.endpoint_url,
-        "accessId": bucket.access_key_id,
-        "accessSecret": bucket.secret_access_key,
-    }
-    client, _ = rp_upload.get_boto_client(creds)
-    if client is None:
-        raise DeliveryError("Bucket upload is unavailable: runpod could not create an S3 client (is boto3 installed?).")
-    name = f"model-{uuid.uuid4().hex[:12]}.glb"
-    issued = dt.datetime.now(dt.timezone.utc)
+def _s3_client(bucket: BucketConfig, timeout: float):
+    """A boto3 S3 client whose every attempt is bounded: connect and read
+    timeouts sized so that UPLOAD_ATTEMPTS attempts, with backoff, fit in
+    ``timeout``. runpod's ``rp_upload`` builds its client with botocore's
+    defaults (60 s reads) and cannot be given a config, so it is not used."""
     try:
-        url = rp_upload.upload_in_memory_object(
-            name, glb, bucket_creds=creds, bucket_name=bucket.bucket_name, prefix=prefix
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise DeliveryError("Bucket upload is unavailable: boto3 is not installed.") from None
+    from runpod.serverless.utils.rp_upload import extract_region_from_url
+
+    per_attempt = max((timeout - 1.0) / UPLOAD_ATTEMPTS, 0.5)
+    config = Config(
+        signature_version="s3v4",
+        connect_timeout=min(5.0, per_attempt / 2),
+        read_timeout=per_attempt,
+        retries={"total_max_attempts": UPLOAD_ATTEMPTS, "mode": "standard"},
+        tcp_keepalive=True,
+    )
+    return boto3.session.Session().client(
+        "s3", endpoint_url=bucket.endpoint_url, aws_access_key_id=bucket.access_key_id,
+        aws_secret_access_key=bucket.secret_access_key, config=config,
+        region_name=extract_region_from_url(bucket.endpoint_url),
+    )
+
+
+def _upload_failure(exc: BaseException) -> str:
+    """A short reason for a failed upload: the S3 error code or HTTP status
+    when the endpoint answered, else the exception type."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return f"the endpoint answered {' '.join(str(p) for p in (status, code) if p)}"
+    return f"{type(exc).__name__}: {echo(str(exc))}"
+
+
+def upload_glb(glb: bytes, bucket: BucketConfig, prefix: str) -> tuple[str, str]:
+    """Upload to the bucket; returns (presigned URL, ISO expiry time).
+
+    The whole upload is bounded by ``HY3D_UPLOAD_TIMEOUT_S``: per-attempt
+    timeouts and a bounded retry, and a deadline on top, after which the job
+    fails with one sentence (a stalled attempt is left to its own timeout on a
+    daemon thread)."""
+    timeout = upload_timeout_s()
+    name = f"model-{uuid.uuid4().hex[:12]}.glb"
+    key = f"{prefix}/{name}" if prefix else name
+    issued = dt.datetime.now(dt.timezone.utc)
+    outcome: dict[str, object] = {}
+
+    def put() -> None:  # building the client counts too: boto3's first one takes seconds
+        try:
+            client = _s3_client(bucket, timeout)
+            client.put_object(Bucket=bucket.bucket_name, Key=key, Body=glb, ContentType="model/gltf-binary")
+            outcome["client"], outcome["error"] = client, None
+        except BaseException as exc:  # noqa: BLE001 - reported by the waiting thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=put, name="bucket-upload", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    where = f"bucket {echo(bucket.bucket_name)} at {echo(bucket.endpoint_url)}"
+    if "error" not in outcome:
+        raise DeliveryError(
+            f"Uploading the GLB to {where} did not finish within {timeout:g} s (HY3D_UPLOAD_TIMEOUT_S); "
+            "check that the endpoint is reachable."
         )
-    except Exception as exc:  # noqa: BLE001 - any S3 failure becomes one clear sentence
-        raise DeliveryError(f"Uploading the GLB to bucket '{bucket.bucket_name}' failed: {exc}") from exc
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise DeliveryError(f"Uploading the GLB did not return a URL (got {url!r}); check the BUCKET_* variables.")
+    error = outcome["error"]
+    if isinstance(error, DeliveryError):
+        raise error
+    if isinstance(error, BaseException):
+        raise DeliveryError(
+            f"Uploading the GLB to {where} failed ({_upload_failure(error)}); check the BUCKET_* variables."
+        ) from error
+    url = outcome["client"].generate_presigned_url(  # type: ignore[attr-defined]
+        "get_object", Params={"Bucket": bucket.bucket_name, "Key": key}, ExpiresIn=PRESIGNED_URL_SECONDS
+    )
     expires = (issued + dt.timedelta(seconds=PRESIGNED_URL_SECONDS)).isoformat(timespec="seconds")
     return url, expires
 

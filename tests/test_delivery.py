@@ -180,17 +180,19 @@ def test_bad_budget_env(monkeypatch, value, subject_b64):
 
 def test_upload_failure_is_reported(monkeypatch):
     bucket = BucketConfig("http://127.0.0.1:9", "k", "s", "models")  # nothing listens on port 9
-    with pytest.raises(DeliveryError, match="Uploading the GLB to bucket 'models' failed"):
+    with pytest.raises(DeliveryError, match="Uploading the GLB to bucket 'models' at 'http://127.0.0.1:9' failed"):
         deliver(b"x" * 10, "url", reexport=None, budget=100, bucket=bucket, prefix="j")
 
 
-def test_runpod_local_disk_fallback_is_never_a_url(monkeypatch):
-    from runpod.serverless.utils import rp_upload
-
-    monkeypatch.setattr(rp_upload, "get_boto_client", lambda creds=None: (None, None))
+def test_no_s3_client_is_never_a_url_or_a_local_file(monkeypatch, tmp_path):
+    """runpod's rp_upload saves to local disk and returns a path without boto3;
+    our upload has no such fallback: it fails in one sentence."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "boto3", None)
     bucket = BucketConfig("http://127.0.0.1:9", "k", "s", "models")
-    with pytest.raises(DeliveryError, match="could not create an S3 client"):
+    with pytest.raises(DeliveryError, match="boto3 is not installed"):
         deliver(b"x" * 10, "url", reexport=None, budget=100, bucket=bucket, prefix="j")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
