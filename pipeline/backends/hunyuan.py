@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
-from ..errors import ImageError, OutOfMemoryError, PipelineError
+from ..errors import ImageError, OutOfMemoryError, PipelineError, WeightsDamagedError
 from ..memory import PROFILES, shape_models, unpatched_safetensors
 from ..models import HUNYUAN_MODELS, ShapeModelSpec
 from ..progress import RunLog as _Run
 from ..settings import Settings, load_settings
 from ..types import ShapeOutput
-from ..weights import ResolvedModel, ShapeFolder, resolve_model
+from ..weights import ResolvedModel, ShapeFolder, check_weights_finite, resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -70,14 +70,35 @@ class ShapeParams:
 def _check_no_download(config_path: str) -> None:
     """hy3dgen downloads the DINO encoder when the config has no inline
     ``config:``; refuse instead of reaching for the network mid-request."""
-    import yaml
-
-    with open(config_path) as handle:
-        config = yaml.safe_load(handle)
+    config = read_config(config_path)
     encoders = config.get("conditioner", {}).get("params", {})
     for encoder in encoders.values():
         if isinstance(encoder, dict) and not encoder.get("kwargs", {}).get("config"):
             raise PipelineError(f"{config_path} has no inline image-encoder config; it would need a download.")
+
+
+def read_config(config_path: str) -> dict:
+    """A checkpoint's ``config.yaml`` as a mapping; garbage in the file is
+    :class:`WeightsDamagedError` naming it in one line (not a YAML traceback)."""
+    import yaml
+
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise WeightsDamagedError(
+            f"Model config {config_path} is not valid YAML{where}; restore it or download the model again.",
+            path=config_path,
+        ) from None
+    if not isinstance(config, dict):
+        raise WeightsDamagedError(
+            f"Model config {config_path} is not a Hunyuan3D config (not a YAML mapping); "
+            "restore it or download the model again.",
+            path=config_path,
+        )
+    return config
 
 
 @contextmanager
@@ -134,8 +155,12 @@ def load_pipeline(weights: ResolvedModel, dtype: Any) -> Any:
             ),
         )
     _check_views_support(spec, pipe, str(dit.config))
+    check_weights_finite({"model": pipe.model, "vae": pipe.vae, "conditioner": pipe.conditioner},
+                         dit.weights, spec.name)
     if weights.vae is not None:
+        read_config(str(weights.vae.config))  # garbage here is named too, before hy3dgen parses it
         pipe.vae = _load_turbo_vae(weights.vae, dtype)
+        check_weights_finite({"vae": pipe.vae}, weights.vae.weights, spec.name)
         pipe.enable_flashvdm(enabled=True, replace_vae=False, mc_algo="mc")
     _install_surface_extractor(pipe)
     return pipe
@@ -226,15 +251,36 @@ class HunyuanShapeBackend:
         self.pipeline: Any = None
         self._load_s = 0.0  # load time not yet reported in a request's timings
         self._lock = threading.RLock()
+        self._damaged: tuple[tuple, WeightsDamagedError] | None = None
+
+    def _files_stamp(self) -> tuple:
+        folders = [self.weights.dit] + ([self.weights.vae] if self.weights.vae else [])
+        stamp = []
+        for folder in folders:
+            for path in (folder.config, folder.weights):
+                try:
+                    info = path.stat()
+                    stamp.append((str(path), info.st_size, info.st_mtime_ns))
+                except OSError:
+                    stamp.append((str(path), None, None))
+        return tuple(stamp)
 
     # -- lifecycle --
     def load(self) -> None:
         """Build the pipeline now (worker start-up) instead of in the first request."""
         with self._lock:
             if self.pipeline is None:
+                if self._damaged is not None and self._damaged[0] == self._files_stamp():
+                    raise WeightsDamagedError(str(self._damaged[1]), path=self._damaged[1].path)
                 start = time.perf_counter()
-                with unpatched_safetensors():  # a reload may come after mmgp's import
-                    pipe = load_pipeline(self.weights, self.dtype)
+                try:
+                    with unpatched_safetensors():  # a reload may come after mmgp's import
+                        pipe = load_pipeline(self.weights, self.dtype)
+                except WeightsDamagedError as exc:
+                    # Later requests fail in microseconds with the same sentence,
+                    # until the files change on disk.
+                    self._damaged = (self._files_stamp(), exc)
+                    raise
                 if self.device == "cuda":
                     import torch
 
