@@ -1,0 +1,722 @@
+"""Hardening at the seams (issue 12): results that are never lost, outside
+calls that are bounded, damaged weights that are named, one notion of OOM.
+
+Each test starts the real thing where there is one: the worker's handler and
+RunPod's local API server, moto's S3 server, loopback sockets that never
+answer or answer 500, and tiny real Hunyuan3D checkpoints on disk. The app's
+own seams (uploads, disk, auth) are in tests/test_app_hardening.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import trimesh
+from PIL import Image
+
+import worker
+from pipeline.errors import MAX_MESSAGE_CHARS, bound_message, echo, is_out_of_memory
+from pipeline.types import ShapeOutput
+from tests.conftest import free_port, make_subject_png
+
+ROOT = Path(__file__).resolve().parents[1]
+BUCKET_ENV = ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME")
+
+
+@pytest.fixture(autouse=True)
+def fresh_worker(monkeypatch):
+    monkeypatch.setattr(worker, "_PIPELINE", None)
+    for name in (*BUCKET_ENV, "HY3D_UPLOAD_TIMEOUT_S"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def small_b64() -> str:
+    return base64.b64encode(make_subject_png(64)).decode()
+
+
+def run(payload) -> dict:
+    return worker.handler({"id": "hardening", "input": payload})
+
+
+def sendable(response: dict) -> None:
+    """What RunPod's SDK does with a result (rp_http: ensure_ascii=False, then UTF-8)."""
+    json.dumps(response, ensure_ascii=False).encode("utf-8")
+    json.dumps(response).encode("utf-8")
+
+
+def one_sentence(message: str) -> None:
+    assert isinstance(message, str) and 0 < len(message) <= MAX_MESSAGE_CHARS, (len(message), message[:200])
+    assert "\n" not in message and "Traceback" not in message
+
+
+# -- 1. results that can always be sent ---------------------------------------------------
+
+@pytest.mark.parametrize("key", ["\ud800", "a\udfffb", "\udc00" * 500])
+def test_lone_surrogate_field_name_gives_a_sendable_error(small_b64, key):
+    response = run({"image": small_b64, key: 1})
+    sendable(response)
+    one_sentence(response["error"])
+    assert "\\ud" in response["error"] and "Unknown field" in response["error"]
+
+
+def test_surrogates_in_values_and_warnings_are_sendable(small_b64):
+    response = run({"image": small_b64, "model": "\ud800draft"})
+    sendable(response)
+    assert "\\ud800" in response["error"]
+
+
+@pytest.mark.slow
+def test_surrogate_job_through_runpods_local_api_server_is_not_lost(tmp_path):
+    """The SDK posts the result itself; before, it failed to encode and the job had no result."""
+    port = free_port()
+    env = dict(os.environ, HY3D_MODEL="draft", RUNPOD_LOG_LEVEL="INFO")
+    env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
+    with open(tmp_path / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_host", "127.0.0.1",
+             "--rp_api_port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    import requests
+
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                requests.get(url + "/docs", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+        body = '{"input": {"image": "%s", "\\ud800": 1}}' % base64.b64encode(make_subject_png(64)).decode()
+        reply = requests.post(url + "/runsync", data=body.encode(), headers={"Content-Type": "application/json"},
+                              timeout=60)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    assert reply.status_code == 200, reply.text[:500]
+    result = reply.json()
+    assert result["status"] == "FAILED" and "Unknown field '\\ud800'" in result["error"], result
+
+
+# -- 2. bounded echoes ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("payload", [
+    {"model": 10**4299},
+    {"generate_texture": 10**4299},
+    {"output": -(10**4299)},
+    {"texture_size": 10**5000},  # str() of this raises ValueError in Python 3.11+
+    {"seed": 10**5000},
+    {"model": "x" * 5000},
+    {"paint_model": "\x00\x01" * 3000},
+    {"guidance_scale": 10**400},
+    {"z" * 5000: 1},
+])
+def test_every_echo_is_short_and_escaped(small_b64, payload):
+    response = run({"image": small_b64, **payload})
+    one_sentence(response["error"])
+    sendable(response)
+    assert "\x00" not in response["error"] and "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" not in response["error"]
+
+
+def test_control_character_mime_type_is_bounded():
+    response = run({"image": "data:" + "\x07" * 240 + ";base64,AAAA"})
+    one_sentence(response["error"])
+    assert "\x07" not in response["error"]
+
+
+class _Exploding:
+    name = "draft"
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def generate(self, image, options, progress):
+        raise self.exc
+
+
+def test_raw_exception_text_is_cut_and_the_stage_named(small_b64):
+    pipe = worker.get_pipeline()
+    pipe._backends["draft"] = _Exploding(ValueError("y" * 5029 + "\ud800"))
+    response = run({"image": small_b64, "model": "draft", "remove_background": False})
+    one_sentence(response["error"])
+    sendable(response)
+    assert response["error"].startswith("The shape stage failed with an internal error (ValueError: 'yyy")
+
+
+def test_internal_errors_never_show_server_paths(small_b64, tmp_path):
+    pipe = worker.get_pipeline()
+    pipe._backends["draft"] = _Exploding(FileNotFoundError(2, "No such file", str(tmp_path / "secret" / "x.bin")))
+    response = run({"image": small_b64, "model": "draft", "remove_background": False})
+    assert str(tmp_path) not in response["error"] and "<path>" in response["error"]
+
+
+def test_weights_missing_sentence_fits_the_toast(small_b64, monkeypatch, tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    monkeypatch.setenv("HY3DGEN_MODELS", str(deep))
+    for model in ("auto", "hunyuan3d-2-turbo", "hunyuan3d-2mini-turbo"):
+        response = run({"image": small_b64, "model": model})
+        one_sentence(response["error"])
+        assert "python -m pipeline.weights download" in response["error"]
+
+
+def test_echo_and_bound_helpers():
+    assert echo("\ud800") == "'\\ud800'"
+    assert len(echo("q" * 1000)) <= 62 and echo("q" * 1000).endswith("...'")
+    assert echo(10**4299) == "an integer of about 4300 digits"
+    assert echo(-(2**70)).startswith("-an integer")
+    assert bound_message("a\nb\ud800") == "a b\\ud800"
+    assert len(bound_message("w " * 1000)) <= MAX_MESSAGE_CHARS
+
+
+# -- 3. texture failures keep the shape ----------------------------------------------------
+
+class _PlainShape:
+    """A shape backend whose mesh comes back untextured, so texturing runs."""
+
+    name = "draft"
+
+    def generate(self, image, options, progress):
+        return ShapeOutput(trimesh.creation.icosphere(subdivisions=2), model="draft", textured=False)
+
+
+TEXTURE_STAGES = ("load", "delight", "uv", "render", "multiview", "bake", "inpaint")
+
+
+@pytest.fixture
+def texture_pipeline(monkeypatch, tmp_path):
+    """The worker's pipeline with texture weights that count as present, and
+    a real TextureBackend whose stages are made to fail one by one."""
+    from pipeline.texture import backend as tb
+    from tests.test_texture_backend import fake_folders
+
+    models = tmp_path / "hy3dgen"
+    fake_folders(models, "hunyuan3d-delight-v2-0", "hunyuan3d-paint-v2-0")
+    monkeypatch.setenv("HY3DGEN_MODELS", str(models))
+    monkeypatch.setenv("HY3D_DEVICE", "cpu")
+    monkeypatch.setattr(tb, "_BACKENDS", {})
+    pipe = worker.get_pipeline()
+    pipe._backends["draft"] = _PlainShape()
+    return tb
+
+
+def _break_stage(monkeypatch, tb, stage: str, exc: Exception) -> None:
+    """Stub texgen and every stage before ``stage``; ``stage`` raises ``exc``."""
+    import types
+
+    import numpy as np
+
+    def fail(*args, **kwargs):
+        raise exc
+
+    stubs = {
+        "delight": lambda self, texgen, image, report: image,
+        "render": lambda self, texgen, report: [],
+        "multiview": lambda self, texgen, prompt, controls, report: [],
+        "bake": lambda self, texgen, views, size, report: (None, None),
+        "inpaint": lambda self, texgen, texture, mask: Image.new("RGB", (8, 8)),
+    }
+    render = types.SimpleNamespace(load_mesh=lambda mesh: None)
+    texgen = types.SimpleNamespace(pipeline=None, render=render)
+
+    def load(self):
+        if stage == "load":
+            raise exc
+        self.texgen = texgen
+
+    monkeypatch.setattr(tb.TextureBackend, "load", load)
+    monkeypatch.setattr(tb, "apply_render_config", lambda pipeline, size: None)
+    if stage == "uv":
+        import pipeline.mesh
+
+        monkeypatch.setattr(pipeline.mesh, "unwrap_uv", fail)
+    for name, stub in stubs.items():
+        method = "_render_controls" if name == "render" else f"_{name}"
+        monkeypatch.setattr(tb.TextureBackend, method, fail if name == stage else stub)
+    monkeypatch.setattr(tb, "textured_mesh", lambda mesh, atlas: mesh)
+    del np
+
+
+@pytest.mark.parametrize("stage", TEXTURE_STAGES)
+def test_texture_failure_returns_the_untextured_shape(texture_pipeline, monkeypatch, small_b64, stage):
+    _break_stage(monkeypatch, texture_pipeline, stage, RuntimeError(f"{stage} exploded " + "z" * 3000))
+    response = run({"image": small_b64, "model": "draft", "remove_background": False, "texture_size": 512})
+    assert "error" not in response, response
+    assert response["textured"] is False and "refresh_worker" not in response
+    warning = next(w for w in response["warnings"] if w.startswith("Texturing failed"))
+    assert f"in the {stage} stage" in warning and "untextured" in warning
+    one_sentence(warning)
+    mesh = trimesh.load(io.BytesIO(base64.b64decode(response["model_base64"])), file_type="glb", force="mesh")
+    assert len(mesh.faces) == response["faces"] > 0
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("CUDA error: out of memory"),
+    RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+])
+def test_texture_oom_returns_the_shape_and_asks_for_a_fresh_worker(texture_pipeline, monkeypatch, small_b64, error):
+    _break_stage(monkeypatch, texture_pipeline, "multiview", error)
+    response = run({"image": small_b64, "model": "draft", "remove_background": False, "texture_size": 512})
+    assert "error" not in response and response["textured"] is False
+    assert response["refresh_worker"] is True
+    assert any("ran out of GPU memory in the multiview stage" in w for w in response["warnings"])
+    # The next job on the same pipeline starts clean.
+    monkeypatch.setattr(texture_pipeline.TextureBackend, "_multiview", lambda *a: [])
+    again = run({"image": small_b64, "model": "draft", "remove_background": False, "texture_size": 512})
+    assert "refresh_worker" not in again
+
+
+def test_cuda_texture_oom_keeps_its_stage(texture_pipeline, monkeypatch, small_b64):
+    """On CUDA the backend turns the OOM into OutOfMemoryError; the stage survives that."""
+    import torch
+
+    monkeypatch.setattr(texture_pipeline, "free_cuda_memory", lambda: None)
+    real_init = texture_pipeline.TextureBackend.__init__
+
+    def on_cuda(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.device = "cuda"
+
+    monkeypatch.setattr(texture_pipeline.TextureBackend, "__init__", on_cuda)
+    _break_stage(monkeypatch, texture_pipeline, "bake", torch.cuda.OutOfMemoryError("CUDA out of memory."))
+    response = run({"image": small_b64, "model": "draft", "remove_background": False, "texture_size": 512})
+    assert response["refresh_worker"] is True and response["textured"] is False
+    assert any("in the bake stage" in w for w in response["warnings"])
+
+
+# -- 8. one notion of out-of-memory -------------------------------------------------------
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("CUDA error: out of memory"),
+    RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    RuntimeError("CUDNN_STATUS_ALLOC_FAILED"),
+])
+def test_every_oom_spelling_asks_for_a_fresh_worker(small_b64, error):
+    """Outside the Hunyuan backends (here: the draft slot) these were "Internal error" without refresh."""
+    pipe = worker.get_pipeline()
+    pipe._backends["draft"] = _Exploding(error)
+    response = run({"image": small_b64, "model": "draft", "remove_background": False})
+    assert response["refresh_worker"] is True and "profile" in response["error"]
+
+
+def test_one_oom_check_everywhere():
+    import torch
+
+    from pipeline import device
+
+    assert device.is_oom is is_out_of_memory
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory."))
+    assert not is_out_of_memory(RuntimeError("shape mismatch")) and not is_out_of_memory(ValueError("out of memory"))
+
+
+def test_oom_while_delivering_asks_for_a_fresh_worker(small_b64, monkeypatch):
+    import pipeline.service
+
+    def reexport(*args, **kwargs):
+        raise RuntimeError("CUDA error: out of memory")
+
+    monkeypatch.setattr(pipeline.service.ImageTo3D, "reexport", staticmethod(reexport))
+    monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.001")
+    response = run({"image": small_b64, "model": "draft", "remove_background": False})
+    assert response["refresh_worker"] is True
+
+
+# -- 4/5. bucket uploads are bounded and validated first ----------------------------------------
+
+@contextmanager
+def silent_endpoint():
+    """A loopback socket that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@contextmanager
+def failing_endpoint():
+    """A loopback HTTP server that answers every request with 500."""
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _fail(self):
+            hits.append(self.command)
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            body = b"<Error><Code>InternalError</Code><Message>boom</Message></Error>"
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_PUT = do_POST = do_GET = do_HEAD = _fail
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def use_bucket(monkeypatch, endpoint: str) -> None:
+    for name, value in zip(BUCKET_ENV, (endpoint, "k", "s", "models")):
+        monkeypatch.setenv(name, value)
+
+
+def test_silent_bucket_gives_up_within_the_upload_timeout(monkeypatch, small_b64):
+    monkeypatch.setenv("HY3D_UPLOAD_TIMEOUT_S", "3")
+    with silent_endpoint() as endpoint:
+        use_bucket(monkeypatch, endpoint)
+        started = time.monotonic()
+        response = run({"image": small_b64, "model": "draft", "remove_background": False, "output": "url"})
+        elapsed = time.monotonic() - started
+    one_sentence(response["error"])
+    assert "HY3D_UPLOAD_TIMEOUT_S" in response["error"] and "3 s" in response["error"]
+    assert elapsed < 3 + 2.5, elapsed  # the draft job itself takes well under a second
+
+
+@pytest.mark.slow
+def test_silent_bucket_default_bound_is_30_s(monkeypatch):
+    from pipeline.delivery import BucketConfig, DeliveryError, upload_glb
+
+    with silent_endpoint() as endpoint:
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="30 s"):
+            upload_glb(b"x" * 1000, BucketConfig(endpoint, "k", "s", "models"), "job")
+        elapsed = time.monotonic() - started
+    assert 20 < elapsed < 31, elapsed
+
+
+def test_bucket_answering_500_fails_in_one_sentence(monkeypatch, small_b64):
+    monkeypatch.setenv("HY3D_UPLOAD_TIMEOUT_S", "10")
+    with failing_endpoint() as (endpoint, hits):
+        use_bucket(monkeypatch, endpoint)
+        started = time.monotonic()
+        response = run({"image": small_b64, "model": "draft", "remove_background": False, "output": "url"})
+        elapsed = time.monotonic() - started
+    one_sentence(response["error"])
+    assert "500" in response["error"] and "InternalError" in response["error"]
+    assert len(hits) == 2 and elapsed < 10  # bounded retry: two attempts, then the sentence
+
+
+def test_upload_to_moto_still_works_with_the_bounded_client(monkeypatch, small_b64):
+    import boto3
+    import requests
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
+                     region_name="us-east-1").create_bucket(Bucket="models")
+        use_bucket(monkeypatch, endpoint)
+        response = run({"image": small_b64, "model": "draft", "remove_background": False, "output": "url"})
+        assert response.get("output") == "url", response
+        assert requests.get(response["model_url"], timeout=10).content[:4] == b"glTF"
+    finally:
+        server.stop()
+
+
+class _Counting:
+    name = "draft"
+
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, image, options, progress):
+        self.calls += 1
+        raise AssertionError("the model ran")
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://host/x", "http://", "http://:9000", "http://host:99999",
+                                 "s3.example.com"])
+def test_malformed_bucket_url_fails_before_any_model_runs(monkeypatch, small_b64, url):
+    use_bucket(monkeypatch, url)
+    counting = _Counting()
+    worker.get_pipeline()._backends["draft"] = counting
+    for output in ("auto", "url", "inline"):
+        response = run({"image": small_b64, "model": "draft", "remove_background": False, "output": output})
+        one_sentence(response["error"])
+        assert "BUCKET_ENDPOINT_URL" in response["error"]
+    assert counting.calls == 0
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "1e9"])
+def test_bad_upload_timeout_is_a_configuration_error(monkeypatch, small_b64, value):
+    with silent_endpoint() as endpoint:
+        use_bucket(monkeypatch, endpoint)
+        monkeypatch.setenv("HY3D_UPLOAD_TIMEOUT_S", value)
+        response = run({"image": small_b64, "model": "draft", "remove_background": False})
+    assert "HY3D_UPLOAD_TIMEOUT_S" in response["error"]
+
+
+def _worker_start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    full = dict(os.environ, RUNPOD_LOG_LEVEL="INFO", HY3D_DEVICE="cpu", **env)
+    full.pop("RUNPOD_WEBHOOK_GET_JOB", None)
+    return subprocess.run([sys.executable, str(ROOT / "worker.py")], cwd=tmp_path, env=full,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_malformed_bucket_url_stops_start_up_in_one_line(tmp_path):
+    done = _worker_start(tmp_path, HY3D_MODEL="draft", BUCKET_ENDPOINT_URL="not a url", BUCKET_ACCESS_KEY_ID="k",
+                         BUCKET_SECRET_ACCESS_KEY="s", BUCKET_NAME="models")
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("worker start-up failed: BUCKET_ENDPOINT_URL must be") and len(lines) == 1, lines
+
+
+# -- 6/7. damaged weights and config.yaml are named ----------------------------------------------
+
+def _corrupt_tensor_bytes(path: Path) -> None:
+    """Overwrite a safetensors file's tensor data with garbage, keeping its size and header."""
+    import struct
+
+    import numpy as np
+
+    data = bytearray(path.read_bytes())
+    (header_len,) = struct.unpack("<Q", data[:8])
+    start = 8 + header_len
+    data[start:] = np.random.default_rng(0).integers(0, 256, len(data) - start, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def damaged_root(tmp_path, monkeypatch) -> Path:
+    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
+
+    root = tmp_path / "hy3dgen"
+    folder = write_tiny_shape_model(root)
+    _corrupt_tensor_bytes(folder / "model.fp16.safetensors")
+    monkeypatch.setenv("HY3DGEN_MODELS", str(root))
+    monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "runpod"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HY3D_DEVICE", "cpu")
+    return folder
+
+
+def test_garbage_tensors_are_named_at_load_and_fail_fast_after(damaged_root, small_b64):
+    weights_file = damaged_root / "model.fp16.safetensors"
+    started = time.monotonic()
+    first = run({"image": small_b64, "model": "hunyuan3d-2", "remove_background": False})
+    first_s = time.monotonic() - started
+    one_sentence(first["error"])
+    assert first["error"].startswith(f"Weights file {weights_file} is damaged")
+    assert "NaN or infinite" in first["error"] and "download --model hunyuan3d-2" in first["error"]
+    started = time.monotonic()
+    second = run({"image": small_b64, "model": "hunyuan3d-2", "remove_background": False})
+    assert second["error"] == first["error"]
+    assert time.monotonic() - started < max(0.5, first_s / 2)
+
+
+def test_check_verify_names_the_damaged_file(damaged_root, tmp_path):
+    env = dict(os.environ, HY3DGEN_MODELS=os.environ["HY3DGEN_MODELS"], RUNPOD_HF_CACHE=str(tmp_path / "runpod"),
+               HF_HOME=str(tmp_path / "hf"))
+    plain = subprocess.run([sys.executable, "-m", "pipeline.weights", "check"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 0  # sizes are right: only --verify reads the bytes
+    done = subprocess.run([sys.executable, "-m", "pipeline.weights", "check", "--verify"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"damaged    {damaged_root / 'model.fp16.safetensors'}" in done.stdout
+    assert "1 damaged" in done.stdout
+
+
+def test_verify_compares_the_hf_cache_blob_sha256(tmp_path, monkeypatch):
+    """The HF cache names an LFS blob by its sha256; a flipped byte is caught even where tensors stay finite."""
+    import hashlib
+
+    from pipeline import weights
+    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
+
+    staging = write_tiny_shape_model(tmp_path / "staging")
+    repo = tmp_path / "hub" / "models--tencent--Hunyuan3D-2"
+    snapshot = repo / "snapshots" / "rev1" / "hunyuan3d-dit-v2-0"
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for file in staging.iterdir():
+        data = file.read_bytes()
+        blob = repo / "blobs" / (hashlib.sha256(data).hexdigest() if file.suffix == ".safetensors"
+                                 else hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest())
+        blob.write_bytes(data)
+        (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HY3DGEN_MODELS", str(tmp_path / "none"))
+    assert {c.status for c in weights.verify_assets()} == {"ok"}
+    target = (snapshot / "model.fp16.safetensors").resolve()
+    data = bytearray(target.read_bytes())
+    data[-2] ^= 0x01  # one bit of the last fp16 weight: still finite
+    target.write_bytes(bytes(data))
+    config = (snapshot / "config.yaml").resolve()
+    config.write_text(config.read_text() + "\n# edited\n")
+    checks = {Path(c.path).name: c for c in weights.verify_assets()}
+    assert checks["model.fp16.safetensors"].status == "damaged" and "sha256" in checks["model.fp16.safetensors"].detail
+    assert checks["config.yaml"].status == "damaged" and "git-sha1" in checks["config.yaml"].detail
+
+
+def test_download_writes_a_manifest_that_verify_uses(tmp_path, monkeypatch):
+    """``download`` records each file's sha256 (the hub's, where huggingface_hub kept it)."""
+    from pipeline import weights
+    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
+
+    dest = tmp_path / "hy3dgen"
+    monkeypatch.setenv("HY3DGEN_MODELS", str(dest))
+    monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "runpod"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+
+    def fake_snapshot(repo_id, subfolders, target, timeout):
+        for sub in subfolders:
+            write_tiny_shape_model(target, repo_id, sub)
+        return target / repo_id
+
+    monkeypatch.setattr(weights, "_snapshot_download", fake_snapshot)
+    monkeypatch.setattr(weights, "require_network", lambda url, timeout: None)
+    monkeypatch.setattr(weights, "_offline", lambda: False)
+    weights.download("hunyuan3d-2", dest=dest, log=lambda line: None)
+    folder = dest / "tencent/Hunyuan3D-2/hunyuan3d-dit-v2-0"
+    manifest = json.loads((folder / weights.MANIFEST_FILE).read_text())
+    assert set(manifest["files"]) == {"config.yaml", "model.fp16.safetensors"}
+    assert {c.status for c in weights.verify_assets()} == {"ok"}
+    config = folder / "config.yaml"
+    config.write_text(config.read_text().replace("target", "targe"))
+    damaged = [c for c in weights.verify_assets() if c.status == "damaged"]
+    assert [Path(c.path).name for c in damaged] == ["config.yaml"]
+
+
+@pytest.mark.slow
+def test_start_up_with_garbage_tensors_exits_with_one_line(damaged_root, tmp_path):
+    done = _worker_start(tmp_path, HY3D_MODEL="hunyuan3d-2", HY3DGEN_MODELS=os.environ["HY3DGEN_MODELS"])
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip() and " INFO " not in line]
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith(f"worker start-up failed: Weights file {damaged_root / 'model.fp16.safetensors'}")
+
+
+@pytest.fixture
+def garbage_config(tmp_path, monkeypatch) -> Path:
+    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
+
+    root = tmp_path / "hy3dgen"
+    folder = write_tiny_shape_model(root)
+    (folder / "config.yaml").write_text("model: [unclosed\n  : {{{ garbage\n\x00")
+    monkeypatch.setenv("HY3DGEN_MODELS", str(root))
+    monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "runpod"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HY3D_DEVICE", "cpu")
+    return folder / "config.yaml"
+
+
+def test_garbage_config_yaml_is_one_sentence_in_a_request(garbage_config, small_b64):
+    response = run({"image": small_b64, "model": "hunyuan3d-2", "remove_background": False})
+    one_sentence(response["error"])
+    assert response["error"].startswith(f"Model config {garbage_config} is not valid YAML")
+
+
+@pytest.mark.slow
+def test_garbage_config_yaml_stops_start_up_in_one_line(garbage_config, tmp_path):
+    done = _worker_start(tmp_path, HY3D_MODEL="hunyuan3d-2", HY3DGEN_MODELS=os.environ["HY3DGEN_MODELS"])
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip() and " INFO " not in line]
+    assert len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith(f"worker start-up failed: Model config {garbage_config} is not valid YAML")
+    assert lines[0].endswith("restore it or download the model again.")
+
+
+# -- the property: any JSON in any field ------------------------------------------------------
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    surrogate = st.integers(0xD800, 0xDFFF).map(chr)
+    text = st.text(alphabet=st.one_of(st.characters(), surrogate), max_size=80)
+    huge = st.one_of(st.integers(), st.integers(min_value=10**300, max_value=10**5000),
+                     st.integers(min_value=-(10**5000), max_value=-(10**300)), st.just(10**4299))
+    scalars = st.one_of(st.none(), st.booleans(), huge, st.floats(allow_nan=True, allow_infinity=True), text,
+                        st.just("x" * 5000))
+    return st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                         st.dictionaries(text, inner, max_size=4)), max_leaves=8)
+
+
+def _payloads(image_b64: str):
+    from hypothesis import strategies as st
+
+    from pipeline.options import FIELDS, FIELDS_BY_NAME
+
+    surrogate = st.integers(0xD800, 0xDFFF).map(chr)
+    names = st.one_of(st.sampled_from([f.name for f in FIELDS]), st.text(alphabet=st.one_of(st.characters(), surrogate),
+                                                                           max_size=30))
+    good = {name: st.sampled_from(spec.choices) for name, spec in FIELDS_BY_NAME.items() if spec.choices}
+    value_for = lambda name: st.one_of(_json_values(), good.get(name, _json_values()))  # noqa: E731
+    fields = names.flatmap(lambda name: st.tuples(st.just(name), value_for(name)))
+    image = st.one_of(st.just(image_b64), _json_values())
+    return st.tuples(image, st.lists(fields, max_size=5)).map(
+        lambda pair: {"image": pair[0], **dict(pair[1]), "max_faces": 1000, "generate_texture": False}
+        if len(pair[1]) % 3 == 0 else {"image": pair[0], **dict(pair[1])}
+    )
+
+
+def check_response(response) -> None:
+    """The handler's contract, for any input."""
+    assert isinstance(response, dict)
+    sendable(response)
+    if "error" in response:
+        one_sentence(response["error"])
+    else:
+        assert response["format"] == "glb" and base64.b64decode(response["model_base64"])[:4] == b"glTF"
+
+
+def test_handler_property_any_json_in_any_field(small_b64, monkeypatch):
+    """Hypothesis over the handler: a model or one bounded sentence, always sendable, never a raise."""
+    from hypothesis import HealthCheck, given, settings
+
+    monkeypatch.setenv("HY3D_MODEL", "draft")
+    examples = int(os.environ.get("HY3D_FUZZ_EXAMPLES", "60"))
+
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(_payloads(small_b64))
+    def prop(payload):
+        check_response(worker.handler({"id": "fuzz", "input": payload}))
+
+    prop()
