@@ -7,6 +7,8 @@ sentence naming the field or resource and the problem.
 
 from __future__ import annotations
 
+import re
+
 
 class PipelineError(Exception):
     """Base class for errors the service reports to its caller as-is."""
@@ -56,6 +58,8 @@ _OOM_MARKERS = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALL
 # The panel shows errors in a toast: every sentence the service returns is at
 # most this long, and any echoed user value at most ECHO_CHARS.
 MAX_MESSAGE_CHARS = 400
+# Server paths in raw exception text are not the caller's business.
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.\-~+@]+){2,}[\\/]?")
 ECHO_CHARS = 60
 
 
@@ -181,7 +185,7 @@ def describe_failure(exc: BaseException) -> tuple[str, bool]:
         return OOM_MESSAGE, True
     stage = failed_stage(exc)
     where = f"The {stage} stage" if stage else "The request"
-    detail = echo(_safe_str(exc))
+    detail = echo(_PATH.sub("<path>", _safe_str(exc)))
     return bound_message(
         f"{where} failed with an internal error ({type(exc).__name__}: {detail}); the server log has the details."
     ), False
