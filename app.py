@@ -16,13 +16,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pipeline import app_guard
 from pipeline.errors import PipelineError, describe_failure
 from pipeline.models import MODEL_CHOICES, MULTIVIEW_MODELS, PAINT_MODELS, TEXTURE_SIZES, VIEW_NAMES
 from pipeline.options import FIELDS_BY_NAME, parse_options
 from pipeline.progress import STAGES
 from pipeline.remote import RemoteGenerator, RemoteSettings
 from pipeline.service import ImageTo3D
-from pipeline.settings import env_int
+from pipeline.settings import env_int, load_settings
 from pipeline.types import GenerationResult
 
 DEFAULT_QUEUE_SIZE = 16
@@ -33,6 +34,37 @@ def _output_dir() -> Path:
     root = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "hy3d-outputs"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def result_ttl_s() -> int:
+    """``HY3D_RESULT_TTL_S``: uploads and result GLBs older than this are deleted."""
+    return env_int("HY3D_RESULT_TTL_S", app_guard.DEFAULT_RESULT_TTL_S, minimum=1)
+
+
+def _guard_image_preprocess(image) -> None:
+    """An upload that cannot be read (truncated onto a full disk, or not an
+    image) fails with one sentence, not Gradio's "Could not preprocess input
+    component ... {'path': <server temp path>}". Set on the instance: a
+    subclass would change the component's name the browser looks up."""
+    import gradio as gr
+
+    original = image.preprocess
+
+    def preprocess(payload):
+        try:
+            return original(payload)
+        except gr.Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - never echo the payload (a server path)
+            try:
+                app_guard.require_free_disk()
+            except app_guard.DiskFullError:
+                raise gr.Error(app_guard.DISK_FULL_MESSAGE) from None
+            except OSError:
+                raise gr.Error(app_guard.DISK_FULL_MESSAGE) from None
+            raise gr.Error(f"The upload could not be read as an image ({type(exc).__name__}).") from None
+
+    image.preprocess = preprocess
 
 
 def request_fields(
@@ -144,6 +176,10 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
         image_path = image
         if not image_path:
             raise gr.Error("Upload an image first.")
+        try:  # before any model runs: a result that cannot be written is a job wasted
+            app_guard.require_free_disk()
+        except (app_guard.DiskFullError, OSError):
+            raise gr.Error(app_guard.DISK_FULL_MESSAGE) from None
         if randomize_seed:
             seed = random.randint(int(FIELDS_BY_NAME["seed"].minimum), int(FIELDS_BY_NAME["seed"].maximum))
         try:
@@ -166,8 +202,13 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             raise gr.Error(describe_failure(exc)[0]) from None
         for warning in result.warnings:
             gr.Warning(warning)
-        path = _output_dir() / f"model-{uuid.uuid4().hex[:12]}.glb"
-        path.write_bytes(result.glb)
+        try:
+            path = _output_dir() / f"model-{uuid.uuid4().hex[:12]}.glb"
+            path.write_bytes(result.glb)
+        except OSError as exc:
+            if app_guard.is_disk_full(exc):
+                raise gr.Error(app_guard.DISK_FULL_MESSAGE) from None
+            raise gr.Error(describe_failure(exc)[0]) from None
         stats = {
             "model": result.model, "seed": result.seed, "profile": result.profile, "faces": result.faces,
             "vertices": result.vertices, "textured": result.textured, "file_size": result.file_size,
@@ -185,7 +226,10 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                    f"{'textured' if result.textured else 'untextured'} · {result.execution_time:.1f} s")
         return [(str(preview_path), caption), *(history or [])][:HISTORY_SIZE]
 
-    with gr.Blocks(title="Image to 3D") as demo:
+    ttl = result_ttl_s()
+    # Gradio deletes its own cache (uploads, and the copies of results it serves)
+    # past the TTL and at shutdown; the sweeper does hy3d-outputs.
+    with gr.Blocks(title="Image to 3D", delete_cache=(max(1, min(ttl, 300)), ttl)) as demo:
         gr.Markdown("## Image to 3D (Hunyuan3D-2)")
         gr.Markdown(f"**Backend:** {notice}", elem_id="backend-notice")
         with gr.Row():
@@ -194,6 +238,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                 # transparent PNG keeps its alpha (and skips background removal).
                 image_input = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                  elem_id="input-image")
+                _guard_image_preprocess(image_input)
                 with gr.Accordion("Multi-view (optional: multi-view models)", open=False):
                     gr.Markdown("The image above is the front; add any of left, back and right (hy3dgen's order: "
                                 "front, turned 90° clockwise, back, turned 270°). Views need a multi-view model: "
@@ -204,6 +249,8 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                                      sources=["upload", "clipboard"], elem_id=f"view-{view}", height=160)
                             for view in VIEW_NAMES
                         ]
+                        for view_image in view_images:
+                            _guard_image_preprocess(view_image)
                 model = gr.Dropdown(list(MODEL_CHOICES), value=settings.default_model, label="Model")
                 profile_spec = FIELDS_BY_NAME["profile"]
                 profile = _schema_checked(gr.Slider(profile_spec.minimum, profile_spec.maximum,
@@ -250,6 +297,8 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
         ).then(lambda items: items, inputs=[history], outputs=[gallery], api_visibility="private")
     queue_size = env_int("HY3D_QUEUE_SIZE", DEFAULT_QUEUE_SIZE)
     demo.queue(default_concurrency_limit=1, max_size=queue_size)
+    sweeper = app_guard.Sweeper(_output_dir(), ttl).start()
+    _on_close(demo, sweeper)
     return demo
 
 
@@ -283,6 +332,40 @@ def resolve_bind(host: str | None, port: int | None, env=os.environ) -> tuple[st
     if not 1 <= port <= 65535:
         raise PipelineError(f"--port must be from 1 to 65535, got {port}.")
     return host, port
+
+
+def _on_close(demo, sweeper: "app_guard.Sweeper") -> None:
+    """Stop the sweeper and delete this process's results when the app closes."""
+    close = demo.close
+
+    def closing(*args, **kwargs):
+        sweeper.stop()
+        app_guard.sweep_old_files(sweeper.folder, -1.0)
+        return close(*args, **kwargs)
+
+    demo.close = closing
+
+
+def launch_kwargs(auth: tuple[str, str] | None = None) -> dict[str, Any]:
+    """What ``demo.launch`` gets besides host and port: the upload cap (the
+    configured image byte limit), no FastAPI ``/openapi.json``/docs, and the
+    guard middleware (auth gate and login throttle when ``auth`` is set)."""
+    from starlette.middleware import Middleware
+
+    limit = load_settings().max_image_bytes
+    throttle = app_guard.LoginThrottle(
+        attempts=env_int("HY3D_LOGIN_ATTEMPTS", app_guard.DEFAULT_LOGIN_ATTEMPTS),
+        window_s=float(env_int("HY3D_LOGIN_WINDOW_S", int(app_guard.DEFAULT_LOGIN_WINDOW_S))),
+    )
+    return {
+        "auth": auth,
+        "max_file_size": limit,
+        "app_kwargs": {
+            "openapi_url": None, "docs_url": None, "redoc_url": None,
+            "middleware": [Middleware(app_guard.AppGuard, auth=auth is not None, throttle=throttle,
+                                      max_upload_bytes=limit)],
+        },
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -357,11 +440,15 @@ def main(argv: list[str] | None = None) -> None:
         remote = RemoteSettings.from_env()
         pipeline = RemoteGenerator(remote) if remote else ImageTo3D(draft_fallback=True)
         demo = build_demo(pipeline)
+        options = launch_kwargs(auth)
     except PipelineError as exc:  # bad configuration: one clear line, no traceback
         raise SystemExit(str(exc)) from None
     if args.warm_up and not remote:
         print(f"warmed up in {warm_up(pipeline):.1f} s", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, auth=auth, show_error=True)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, show_error=True, **options)
+    finally:  # SIGTERM or Ctrl-C: stop the server and delete this process's results
+        demo.close()
 
 
 if __name__ == "__main__":

@@ -56,13 +56,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(pipeline=None) -> Iterator[str]:
-    """The real Gradio app on a free loopback port; yields its URL, closes it after."""
+def running_app(pipeline=None, auth: tuple[str, str] | None = None) -> Iterator[str]:
+    """The real Gradio app on a free loopback port, launched as ``app.main``
+    launches it (upload cap, guard middleware); yields its URL, closes it after."""
     import app
 
     demo = app.build_demo(pipeline)
     port = free_port()
-    demo.launch(prevent_thread_lock=True, show_error=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    demo.launch(prevent_thread_lock=True, show_error=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **app.launch_kwargs(auth))
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
