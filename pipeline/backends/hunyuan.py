@@ -135,7 +135,7 @@ def _install_surface_extractor(pipe: Any) -> None:
     pipe.vae.surface_extractor = FastSurfaceExtractor()
 
 
-def load_pipeline(weights: ResolvedModel, dtype: Any) -> Any:
+def load_pipeline(weights: ResolvedModel, dtype: Any, check_device: str = "cpu") -> Any:
     """Build the hy3dgen pipeline on the host from local files only.
 
     Turbo variants get the FlashVDM VAE from our own resolution, then
@@ -155,12 +155,13 @@ def load_pipeline(weights: ResolvedModel, dtype: Any) -> Any:
             ),
         )
     _check_views_support(spec, pipe, str(dit.config))
+    # Garbage bytes of the right size load fine and fail every job as "no surface": name the file now.
     check_weights_finite({"model": pipe.model, "vae": pipe.vae, "conditioner": pipe.conditioner},
-                         dit.weights, spec.name)
+                         dit.weights, spec.name, check_device)
     if weights.vae is not None:
         read_config(str(weights.vae.config))  # garbage here is named too, before hy3dgen parses it
         pipe.vae = _load_turbo_vae(weights.vae, dtype)
-        check_weights_finite({"vae": pipe.vae}, weights.vae.weights, spec.name)
+        check_weights_finite({"vae": pipe.vae}, weights.vae.weights, spec.name, check_device)
         pipe.enable_flashvdm(enabled=True, replace_vae=False, mc_algo="mc")
     _install_surface_extractor(pipe)
     return pipe
@@ -275,7 +276,7 @@ class HunyuanShapeBackend:
                 start = time.perf_counter()
                 try:
                     with unpatched_safetensors():  # a reload may come after mmgp's import
-                        pipe = load_pipeline(self.weights, self.dtype)
+                        pipe = load_pipeline(self.weights, self.dtype, self.device)
                 except WeightsDamagedError as exc:
                     # Later requests fail in microseconds with the same sentence,
                     # until the files change on disk.
