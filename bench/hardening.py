@@ -1,0 +1,345 @@
+"""Before/after figures for issue 12's seams, one row per defect.
+
+Run from the repository root: ``python bench/hardening.py [--root DIR]
+[--skip-slow]``. ``--root`` points at another checkout of the project (for
+example ``git archive main`` unpacked somewhere) so the same probes measure
+the code before a change; the default is this checkout. Every probe goes
+through the public faces (``worker.handler``, worker start-up, the app on
+loopback) and loopback servers; nothing leaves the machine.
+
+Each row prints ``name: value`` and the last line is the whole table as
+JSON. ``--skip-slow`` leaves out the silent-bucket probe, which takes as long
+as the code under test waits (247 s before issue 12).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+
+
+def _setup(root: Path) -> Path:
+    """Private caches and temp dirs, set before anything imports gradio or runpod."""
+    scratch = Path(tempfile.mkdtemp(prefix="hy3d-hardening-"))
+    for name in ("hy3dgen", "hf", "runpod", "gradio", "u2net"):
+        (scratch / name).mkdir()
+    os.environ.update({
+        "HY3DGEN_MODELS": str(scratch / "hy3dgen"), "HF_HOME": str(scratch / "hf"),
+        "RUNPOD_HF_CACHE": str(scratch / "runpod"), "GRADIO_TEMP_DIR": str(scratch / "gradio"),
+        "U2NET_HOME": str(scratch / "u2net"), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+        "RUNPOD_LOG_LEVEL": "ERROR", "HY3D_DEVICE": "cpu", "OMP_NUM_THREADS": "1",
+    })
+    os.environ.pop("RUNPOD_WEBHOOK_GET_JOB", None)
+    sys.path.insert(0, str(root))
+    return scratch
+
+
+def _png(size: int = 64) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:size, 0:size]
+    rgba = np.full((size, size, 4), 255, np.uint8)
+    rgba[(xx - size / 2) ** 2 + (yy - size / 2) ** 2 <= (size * 0.3) ** 2] = (220, 30, 30, 255)
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _sendable(response) -> bool:
+    try:
+        json.dumps(response, ensure_ascii=False).encode("utf-8")  # what runpod's rp_http posts
+        return True
+    except (UnicodeEncodeError, ValueError):
+        return False
+
+
+class _Raises:
+    name = "draft"
+
+    def __init__(self, exc):
+        self.exc, self.calls = exc, 0
+
+    def generate(self, image, options, progress):
+        self.calls += 1
+        raise self.exc
+
+
+class _Plain:
+    name = "draft"
+
+    def generate(self, image, options, progress):
+        import trimesh
+
+        from pipeline.types import ShapeOutput
+
+        return ShapeOutput(trimesh.creation.icosphere(subdivisions=2), model="draft", textured=False)
+
+
+def _job(worker, payload):
+    worker._PIPELINE = None
+    return worker.handler({"id": "bench", "input": payload})
+
+
+@contextmanager
+def _silent():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@contextmanager
+def _failing():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _fail(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b"<Error><Code>InternalError</Code></Error>"
+            self.send_response(500)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_PUT = do_POST = do_GET = do_HEAD = _fail
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _bucket_env(endpoint: str) -> None:
+    os.environ.update({"BUCKET_ENDPOINT_URL": endpoint, "BUCKET_ACCESS_KEY_ID": "k",
+                       "BUCKET_SECRET_ACCESS_KEY": "s", "BUCKET_NAME": "models"})
+
+
+def _no_bucket() -> None:
+    for name in ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME"):
+        os.environ.pop(name, None)
+
+
+def probe_worker(rows: dict, b64: str, slow: bool) -> None:
+    import worker
+
+    rows["surrogate_field_sendable"] = _sendable(_job(worker, {"image": b64, "\ud800": 1}))
+    for label, payload in {
+        "model_10e4299": {"image": b64, "model": 10**4299},
+        "bool_10e4299": {"image": b64, "generate_texture": 10**4299},
+        "mime_240_ctrl": {"image": "data:" + "\x07" * 240 + ";base64,AAAA"},
+        "weights_missing_turbo": {"image": b64, "model": "hunyuan3d-2mini-turbo"},
+    }.items():
+        rows[f"error_chars.{label}"] = len(_job(worker, payload)["error"])
+    worker._PIPELINE = None
+    pipe = worker.get_pipeline()
+    pipe._backends["draft"] = _Raises(ValueError("y" * 5000))
+    rows["error_chars.raw_exception_5000"] = len(worker.handler({"id": "b", "input": {
+        "image": b64, "model": "draft", "remove_background": False}})["error"])
+    try:
+        huge = _job(worker, {"image": b64, "seed": 10**5000})
+        rows["error_chars.seed_10e5000"] = len(huge["error"])
+    except Exception as exc:  # noqa: BLE001 - before: str() of the int raised inside the handler
+        rows["error_chars.seed_10e5000"] = f"handler raised {type(exc).__name__}"
+
+    # One notion of OOM: the draft slot raising CUDA's bare RuntimeError.
+    for label, message in (("cuda_error", "CUDA error: out of memory"), ("cublas", "CUBLAS_STATUS_ALLOC_FAILED")):
+        worker._PIPELINE = None
+        pipe = worker.get_pipeline()
+        pipe._backends["draft"] = _Raises(RuntimeError(message))
+        result = worker.handler({"id": "b", "input": {"image": b64, "model": "draft", "remove_background": False}})
+        rows[f"oom_refresh_worker.{label}"] = bool(result.get("refresh_worker"))
+
+    # Texture failure after the shape is done.
+    import pipeline.texture.backend as tb
+
+    saved = tb.texture_weights_present, tb.get_texture_backend
+
+    class Painter:
+        def paint(self, *args, **kwargs):
+            raise RuntimeError("bake exploded")
+
+    tb.texture_weights_present = lambda *a, **k: True
+    tb.get_texture_backend = lambda *a, **k: Painter()
+    try:
+        worker._PIPELINE = None
+        pipe = worker.get_pipeline()
+        pipe._backends["draft"] = _Plain()
+        result = worker.handler({"id": "b", "input": {"image": b64, "model": "draft", "remove_background": False,
+                                                       "texture_size": 512}})
+        rows["texture_failure"] = ("error" if "error" in result
+                                   else f"model returned, textured={result['textured']}")
+    finally:
+        tb.texture_weights_present, tb.get_texture_backend = saved
+
+    # Buckets.
+    base = {"image": b64, "model": "draft", "remove_background": False, "output": "url", "max_faces": 2000}
+    _bucket_env("not a url")
+    worker._PIPELINE = None
+    pipe = worker.get_pipeline()
+    counting = _Raises(AssertionError("ran"))
+    pipe._backends["draft"] = counting
+    result = worker.handler({"id": "b", "input": dict(base)})
+    rows["malformed_bucket_url"] = f"model ran={counting.calls > 0}; error={result['error'][:70]!r}"
+    with _failing() as endpoint:
+        _bucket_env(endpoint)
+        started = time.monotonic()
+        result = _job(worker, dict(base))
+        rows["bucket_500_s"] = round(time.monotonic() - started, 1)
+        rows["bucket_500_error_chars"] = len(result.get("error", ""))
+    if slow:
+        with _silent() as endpoint:
+            _bucket_env(endpoint)
+            started = time.monotonic()
+            _job(worker, dict(base))
+            rows["bucket_silent_s"] = round(time.monotonic() - started, 1)
+    _no_bucket()
+
+
+def _tiny_model(root: Path) -> Path:
+    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
+
+    return write_tiny_shape_model(root)
+
+
+def probe_weights(rows: dict, b64: str, repo: Path, scratch: Path) -> None:
+    import struct
+
+    import numpy as np
+
+    import worker
+
+    models = scratch / "damaged"
+    folder = _tiny_model(models)
+    weights_file = folder / "model.fp16.safetensors"
+    data = bytearray(weights_file.read_bytes())
+    (header_len,) = struct.unpack("<Q", data[:8])
+    start = 8 + header_len
+    data[start:] = np.random.default_rng(0).integers(0, 256, len(data) - start, dtype=np.uint8).tobytes()
+    weights_file.write_bytes(bytes(data))
+    os.environ["HY3DGEN_MODELS"] = str(models)
+    env = dict(os.environ)
+    check = subprocess.run([sys.executable, "-m", "pipeline.weights", "check", "--verify"], cwd=repo, env=env,
+                           capture_output=True, text=True, timeout=300)
+    rows["garbage_tensors.check_verify_exit"] = check.returncode
+    worker._PIPELINE = None
+    for attempt in ("first", "second"):
+        started = time.monotonic()
+        result = worker.handler({"id": "b", "input": {"image": b64, "model": "hunyuan3d-2", "steps": 2,
+                                                       "octree_resolution": 64, "remove_background": False,
+                                                       "generate_texture": False}})
+        rows[f"garbage_tensors.{attempt}_request_s"] = round(time.monotonic() - started, 2)
+        rows[f"garbage_tensors.{attempt}_request"] = (result.get("error") or "no error")[:90]
+    start_up = subprocess.run([sys.executable, str(repo / "worker.py")], cwd=scratch,
+                              env=dict(env, HY3D_MODEL="hunyuan3d-2"), capture_output=True, text=True, timeout=300)
+    rows["garbage_tensors.start_up_exit"] = start_up.returncode
+    rows["garbage_tensors.start_up_stderr_lines"] = len([ln for ln in start_up.stderr.splitlines() if ln.strip()])
+
+    models = scratch / "badyaml"
+    folder = _tiny_model(models)
+    (folder / "config.yaml").write_text("model: [unclosed\n  : {{{ garbage\n")
+    env = dict(os.environ, HY3DGEN_MODELS=str(models), HY3D_MODEL="hunyuan3d-2")
+    start_up = subprocess.run([sys.executable, str(repo / "worker.py")], cwd=scratch, env=env,
+                              capture_output=True, text=True, timeout=300)
+    rows["garbage_config.start_up_stderr_lines"] = len([ln for ln in start_up.stderr.splitlines() if ln.strip()])
+    os.environ["HY3DGEN_MODELS"] = str(models)
+    worker._PIPELINE = None
+    result = worker.handler({"id": "b", "input": {"image": b64, "model": "hunyuan3d-2", "remove_background": False}})
+    rows["garbage_config.request_error_lines"] = len(result["error"].splitlines())
+    rows["garbage_config.request_error_chars"] = len(result["error"])
+    os.environ["HY3DGEN_MODELS"] = str(scratch / "hy3dgen")
+
+
+def probe_app(rows: dict) -> None:
+    import requests
+
+    import app
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    extra = getattr(app, "launch_kwargs", None)
+    for auth in (None, ("qa", "s3cret")):
+        demo = app.build_demo()
+        port = free_port()
+        kwargs = extra(auth) if extra else {"auth": auth}
+        demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **kwargs)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            if auth is None:
+                big = requests.post(url + "gradio_api/upload", timeout=120,
+                                    files={"files": ("big.png", b"\0" * (100 * 1024 * 1024), "image/png")})
+                rows["app.upload_100MB_status"] = big.status_code
+                continue
+            page = requests.get(url, timeout=30).text
+            rows["app.auth.page_embeds_api_info"] = "named_endpoints" in page
+            rows["app.auth.openapi_json_status"] = requests.get(url + "openapi.json", timeout=30).status_code
+            codes = [requests.post(url + "login", data={"username": "qa", "password": f"x{i}"}, timeout=30).status_code
+                     for i in range(50)]
+            rows["app.auth.50_wrong_logins"] = {str(code): codes.count(code) for code in sorted(set(codes))}
+        finally:
+            demo.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=HERE, help="checkout to measure (default: this one)")
+    parser.add_argument("--skip-slow", action="store_true", help="leave out the silent-bucket probe")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    scratch = _setup(root)
+    os.chdir(scratch)
+    b64 = base64.b64encode(_png()).decode()
+    rows: dict = {}
+    probe_worker(rows, b64, slow=not args.skip_slow)
+    probe_weights(rows, b64, root, scratch)
+    probe_app(rows)
+    for key, value in rows.items():
+        print(f"{key}: {value}")
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
