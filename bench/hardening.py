@@ -241,6 +241,15 @@ def _tiny_model(root: Path) -> Path:
     return write_tiny_shape_model(root)
 
 
+def _start_up_outcome(done: subprocess.CompletedProcess) -> str:
+    """How worker start-up ended: ready (damage unnoticed) or failed, with the
+    number of stderr lines that are not log records (hy3dgen logs at INFO)."""
+    if "worker ready" in done.stdout:
+        return "ready: damage not noticed"
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip() and " INFO " not in ln and " - INFO - " not in ln]
+    return f"exit {done.returncode}, {len(lines)} stderr lines"
+
+
 def probe_weights(rows: dict, b64: str, repo: Path, scratch: Path) -> None:
     import struct
 
@@ -271,8 +280,7 @@ def probe_weights(rows: dict, b64: str, repo: Path, scratch: Path) -> None:
         rows[f"garbage_tensors.{attempt}_request"] = (result.get("error") or "no error")[:90]
     start_up = subprocess.run([sys.executable, str(repo / "worker.py")], cwd=scratch,
                               env=dict(env, HY3D_MODEL="hunyuan3d-2"), capture_output=True, text=True, timeout=300)
-    rows["garbage_tensors.start_up_exit"] = start_up.returncode
-    rows["garbage_tensors.start_up_stderr_lines"] = len([ln for ln in start_up.stderr.splitlines() if ln.strip()])
+    rows["garbage_tensors.start_up"] = _start_up_outcome(start_up)
 
     models = scratch / "badyaml"
     folder = _tiny_model(models)
@@ -280,7 +288,7 @@ def probe_weights(rows: dict, b64: str, repo: Path, scratch: Path) -> None:
     env = dict(os.environ, HY3DGEN_MODELS=str(models), HY3D_MODEL="hunyuan3d-2")
     start_up = subprocess.run([sys.executable, str(repo / "worker.py")], cwd=scratch, env=env,
                               capture_output=True, text=True, timeout=300)
-    rows["garbage_config.start_up_stderr_lines"] = len([ln for ln in start_up.stderr.splitlines() if ln.strip()])
+    rows["garbage_config.start_up"] = _start_up_outcome(start_up)
     os.environ["HY3DGEN_MODELS"] = str(models)
     worker._PIPELINE = None
     result = worker.handler({"id": "b", "input": {"image": b64, "model": "hunyuan3d-2", "remove_background": False}})
@@ -313,7 +321,7 @@ def probe_app(rows: dict) -> None:
                 rows["app.upload_100MB_status"] = big.status_code
                 continue
             page = requests.get(url, timeout=30).text
-            rows["app.auth.page_embeds_api_info"] = "named_endpoints" in page
+            rows["app.auth.page_embeds_api_info"] = "\"/generate\"" in page
             rows["app.auth.openapi_json_status"] = requests.get(url + "openapi.json", timeout=30).status_code
             codes = [requests.post(url + "login", data={"username": "qa", "password": f"x{i}"}, timeout=30).status_code
                      for i in range(50)]

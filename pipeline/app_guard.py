@@ -54,6 +54,7 @@ _PUBLIC_EXACT = frozenset({
 })
 _PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon/")
 _API_INFO_MARKER = b"<script>window.gradio_api_info = "
+_EMPTY_API_INFO = b'{"named_endpoints":{},"unnamed_endpoints":{}}'
 
 
 class DiskFullError(PipelineError):
@@ -186,7 +187,8 @@ def _strip_api_info(body: bytes) -> bytes:
     end = body.find(b";</script>", value_start)
     if end < 0:
         return body
-    return body[:value_start] + b"null" + body[end:]
+    # An empty description, not null: with null the page fetches /info itself and stalls on the 401.
+    return body[:value_start] + _EMPTY_API_INFO + body[end:]
 
 
 async def _send_text(send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None,

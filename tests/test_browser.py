@@ -95,3 +95,22 @@ def test_upload_generate_and_see_the_model(app_url, chromium_path, tmp_path):
     # The history gallery shows this result's preview.
     with Image.open(io.BytesIO(requests.get(requests.compat.urljoin(app_url, preview_src), timeout=30).content)) as png:
         assert png.size == (512, 512) and png.mode in ("RGBA", "P")
+
+
+def test_login_page_works_behind_the_auth_gate(chromium_path):
+    """With HY3D_AUTH the guard serves the login page without the API
+    description; a browser can still log in and reach the app."""
+    from playwright.sync_api import sync_playwright
+
+    with running_app(auth=("qa", "s3cret")) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.locator("input[type=text]").fill("qa")
+            page.locator("input[type=password]").fill("s3cret")
+            page.get_by_role("button", name="Login").click()
+            page.locator("#generate-button").wait_for(timeout=60_000)
+            assert page.evaluate("Object.keys(window.gradio_api_info.named_endpoints)").count("/generate") == 1
+        finally:
+            browser.close()
