@@ -527,7 +527,8 @@ def write_manifest(folder: Path, base: Path | None = None) -> Path:
     return manifest
 
 
-def check_weights_finite(modules: dict[str, object], path: Path, model: str, device: str = "cpu") -> None:
+def check_weights_finite(modules: dict[str, object], path: Path, model: str | None, device: str = "cpu",
+                         command: str | None = None) -> None:
     """Raise :class:`WeightsDamagedError` naming ``path`` when a loaded
     parameter or buffer holds NaN or infinity: garbage tensor bytes of the
     right size pass every size check, and each job would then fail late as
@@ -557,13 +558,14 @@ def check_weights_finite(modules: dict[str, object], path: Path, model: str, dev
     finite = torch.isfinite(torch.stack(sums)).cpu()
     if not bool(finite.all()):
         bad = names[int((~finite).nonzero()[0])]
-        raise damaged_error(path, f"tensor '{bad}' holds NaN or infinite values", model)
+        raise damaged_error(path, f"tensor '{bad}' holds NaN or infinite values", model, command)
 
 
-def damaged_error(path: Path, detail: str, model: str | None = None) -> WeightsDamagedError:
-    fix = f"`{download_command(model)}`" if model else "`python -m pipeline.weights download`"
+def damaged_error(path: Path, detail: str, model: str | None = None, command: str | None = None) -> WeightsDamagedError:
+    fix = f"`{command or (download_command(model) if model else 'python -m pipeline.weights download')}`"
     return WeightsDamagedError(
-        f"Weights file {path} is damaged ({detail}); delete it and download it again with {fix}.", path=str(path)
+        f"Weights {'folder' if path.is_dir() else 'file'} {path} is damaged ({detail}); delete it and download "
+        f"it again with {fix}.", path=str(path)
     )
 
 
@@ -779,18 +781,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     rembg_name = os.environ.get("REMBG_MODEL", "").strip() or "u2net"
     if args.command == "check":
         statuses = check_assets(rembg_name)
+        checks = verify_assets() if args.verify else []
+        damaged = [item for item in checks if item.status == "damaged"]
         if args.json:
-            print(json.dumps([status.__dict__ for status in statuses], indent=2))
+            listing = [status.__dict__ for status in statuses]
+            print(json.dumps({"assets": listing, "verified": [c.__dict__ for c in checks]} if args.verify
+                             else listing, indent=2))
         else:
             _print_check(statuses)
-        failed = bool(args.require and find_model(args.require) is None)
-        if args.verify:
-            checks = verify_assets()
             for item in checks:
                 print(f"{item.status:<10} {item.path}" + (f"  ({item.detail})" if item.detail else ""))
-            damaged = [item for item in checks if item.status == "damaged"]
-            print(f"Verified {len(checks)} files: {len(damaged)} damaged.")
-            failed = failed or bool(damaged)
+            if args.verify:
+                print(f"Verified {len(checks)} files: {len(damaged)} damaged.")
+        failed = bool(args.require and find_model(args.require) is None) or bool(damaged)
         return 1 if failed else 0
     if not (args.model or args.texture or args.rembg):
         print("download: give --model NAME and/or --texture / --rembg.", file=sys.stderr)

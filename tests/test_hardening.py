@@ -720,3 +720,23 @@ def test_handler_property_any_json_in_any_field(small_b64, monkeypatch):
         check_response(worker.handler({"id": "fuzz", "input": payload}))
 
     prop()
+
+
+@pytest.mark.slow
+def test_damaged_texture_weights_give_the_untextured_shape_naming_the_folder(tmp_path, monkeypatch, small_b64):
+    from pipeline.texture import backend as tb
+    from tests.fixtures.tiny_paint import DELIGHT_SUBFOLDER, REPO_ID, write_tiny_texture_models
+
+    root = tmp_path / "hy3dgen"
+    write_tiny_texture_models(root, ("hunyuan3d-paint-v2-0",))
+    delight = root / REPO_ID / DELIGHT_SUBFOLDER
+    _corrupt_tensor_bytes(next((delight / "unet").glob("*.safetensors")))
+    monkeypatch.setenv("HY3DGEN_MODELS", str(root))
+    monkeypatch.setenv("HY3D_DEVICE", "cpu")
+    monkeypatch.setattr(tb, "_BACKENDS", {})
+    worker.get_pipeline()._backends["draft"] = _PlainShape()
+    response = run({"image": small_b64, "model": "draft", "remove_background": False, "texture_size": 512})
+    assert "error" not in response and response["textured"] is False
+    warning = next(w for w in response["warnings"] if w.startswith("Texturing failed"))
+    one_sentence(warning)
+    assert "in the load stage" in warning and "is damaged" in warning and DELIGHT_SUBFOLDER in warning

@@ -79,7 +79,14 @@ from ..memory import PROFILES, texture_models, unpatched_safetensors
 from ..models import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
 from ..progress import ProgressCallback, RunLog as _Run, null_progress
 from ..settings import Settings, load_settings
-from ..weights import TEXTURE_REPO, described_candidates, diffusers_folder_complete, find_folder, searched_roots_text
+from ..weights import (
+    TEXTURE_REPO,
+    check_weights_finite,
+    described_candidates,
+    diffusers_folder_complete,
+    find_folder,
+    searched_roots_text,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -414,6 +421,15 @@ class Texgen:
         return self.pipeline.config
 
 
+def _check_finite(pipe: Any, folder: Path, device: str) -> None:
+    """Garbage tensor bytes in a texture model are named (the job then comes
+    back untextured with that sentence as its warning), not painted as noise."""
+    import torch
+
+    modules = {name: part for name, part in pipe.components.items() if isinstance(part, torch.nn.Module)}
+    check_weights_finite(modules, folder, None, device, command=TEXTURE_DOWNLOAD_COMMAND)
+
+
 def build_texgen(weights: TextureWeights, device: str, dtype: Any, size: RenderConfig,
                  model_device: str | None = None) -> Texgen:
     """Load both models (onto ``model_device``, default ``device``; the host
@@ -426,7 +442,9 @@ def build_texgen(weights: TextureWeights, device: str, dtype: Any, size: RenderC
     config = Hunyuan3DTexGenConfig(str(weights.delight), str(weights.paint))
     config.device = device  # hard-code 1 of 3: 'cuda'
     delight = _DeviceAwareCall(load_delight(weights.delight, model_device or device, dtype))
+    _check_finite(delight.pipeline, weights.delight, device)
     multiview = _DeviceAwareCall(load_paint(weights.paint, model_device or device, dtype))
+    _check_finite(multiview.pipeline, weights.paint, device)
     models = {
         "delight_model": _bare(Light_Shadow_Remover, device=device, cfg_image=DELIGHT_CFG_IMAGE,
                                cfg_text=DELIGHT_CFG_TEXT, pipeline=delight),
