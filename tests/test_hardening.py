@@ -236,6 +236,8 @@ def _break_stage(monkeypatch, tb, stage: str, exc: Exception) -> None:
         self.texgen = texgen
 
     monkeypatch.setattr(tb.TextureBackend, "load", load)
+    if hasattr(tb.TextureBackend, "_use_profile"):  # the CUDA path loads through the mmgp profile
+        monkeypatch.setattr(tb.TextureBackend, "_use_profile", lambda self, profile=None: load(self))
     monkeypatch.setattr(tb, "apply_render_config", lambda pipeline, size: None)
     if stage == "uv":
         import pipeline.mesh
