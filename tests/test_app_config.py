@@ -36,9 +36,13 @@ def test_auth_is_passed_to_launch(monkeypatch):
         def launch(self, **kwargs):
             seen.update(kwargs)
 
+        def close(self):  # main closes the demo when launch returns (SIGTERM, Ctrl-C)
+            seen["closed"] = True
+
     monkeypatch.setattr(app, "build_demo", lambda pipeline=None: FakeDemo())
     app.main(["--auth", "qa:se:cret", "--host", "127.0.0.1", "--port", "7861"])
     assert seen["auth"] == ("qa", "se:cret")
+    assert seen["closed"] is True
     assert (seen["server_name"], seen["server_port"], seen["show_error"]) == ("127.0.0.1", 7861, True)
 
 
@@ -58,6 +62,9 @@ def test_remote_mode_builds_a_remote_demo(monkeypatch):
 
     class FakeDemo:
         def launch(self, **kwargs):
+            pass
+
+        def close(self):
             pass
 
     monkeypatch.setattr(app, "build_demo", lambda pipeline=None: built.append(pipeline) or FakeDemo())
