@@ -49,7 +49,7 @@ def _to_numpy(grid: Any) -> np.ndarray:
 
 
 class FastSurfaceExtractor:
-    """hy3dgen ``SurfaceExtractor`` interface over VTK flying edges."""
+    """hy3dgen ``SurfaceExtractor`` interface over VTK flying edges (scikit-image without VTK)."""
 
     def run(self, grid_logit: Any, *, mc_level: float = 0.0, bounds: Bounds = 1.01, **_: Any):
         """One grid to (vertices float32, faces int64) in hy3dgen's winding; raises if empty."""

@@ -24,7 +24,49 @@ def _edge_use_counts(mesh: trimesh.Trimesh) -> np.ndarray:
 # -- extraction ----------------------------------------------------------
 
 
-def test_extract_sphere_with_nan_cells_is_watertight_and_the_right_size():
+def hide_vtk(monkeypatch) -> None:
+    """Make ``import vtkmodules...`` fail, as on the GPU machine, and forget the cached choice."""
+    import sys
+
+    for name in [m for m in sys.modules if m == "vtkmodules" or m.startswith("vtkmodules.")] + ["vtkmodules"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    pm.surface_backend.cache_clear()
+
+
+@pytest.fixture(params=["vtk", "scikit-image"])
+def extractor(request, monkeypatch):
+    """Each extraction test runs with VTK and with the scikit-image fallback (VTK hidden)."""
+    if request.param == "scikit-image":
+        hide_vtk(monkeypatch)
+    else:
+        pm.surface_backend.cache_clear()
+    assert pm.surface_backend() == request.param
+    yield request.param
+    pm.surface_backend.cache_clear()
+
+
+def test_without_vtk_extraction_falls_back_to_scikit_image_and_says_so(monkeypatch, caplog):
+    hide_vtk(monkeypatch)
+    with caplog.at_level("WARNING", logger="pipeline.mesh"):
+        grid = sphere_grid(32, radius=0.5)
+        fallback = pm.extract_surface(grid, 0.0, (-1.01, 1.01))
+        pm.warm_up()
+    assert pm.surface_backend() == "scikit-image"
+    assert [r.getMessage() for r in caplog.records].count(
+        "VTK is not installed: surface extraction falls back to scikit-image marching cubes (about 4x slower "
+        "at 384^3).") == 1  # once per process, not per call
+    pm.surface_backend.cache_clear()
+    monkeypatch.undo()
+    pm.surface_backend.cache_clear()
+    assert pm.surface_backend() == "vtk"
+    vtk = pm.extract_surface(grid, 0.0, (-1.01, 1.01))
+    # Both cut the same grid edges: the same vertices, in another order.
+    assert len(fallback.vertices) == len(vtk.vertices)
+    assert np.allclose(np.sort(fallback.vertices, axis=0), np.sort(vtk.vertices, axis=0), atol=1e-5)
+    assert fallback.volume == pytest.approx(vtk.volume, rel=1e-3) and fallback.volume > 0
+
+
+def test_extract_sphere_with_nan_cells_is_watertight_and_the_right_size(extractor):
     radius, res = 0.6, 64
     grid = sphere_grid(res, radius=radius, nan_band=3.0)  # NaN far from the surface, inside too
     assert np.isnan(grid).mean() > 0.5
@@ -40,7 +82,7 @@ def test_extract_sphere_with_nan_cells_is_watertight_and_the_right_size():
     assert np.allclose(mesh.bounds, [[-radius] * 3, [radius] * 3], atol=0.5 * voxel)
 
 
-def test_extract_without_nan_matches_and_respects_level_and_bounds():
+def test_extract_without_nan_matches_and_respects_level_and_bounds(extractor):
     grid = sphere_grid(48, radius=0.5)
     # level 0.1 on -sdf is the sphere of radius 0.4; bounds (-2.02, 2.02) doubles everything
     mesh = pm.extract_surface(grid, level=0.1, bounds=(-2.02, 2.02))
@@ -49,7 +91,7 @@ def test_extract_without_nan_matches_and_respects_level_and_bounds():
     assert np.allclose(six.vertices, mesh.vertices)
 
 
-def test_extract_orientation_is_outward_on_an_offset_shape():
+def test_extract_orientation_is_outward_on_an_offset_shape(extractor):
     n = 41
     axis = np.linspace(-1, 1, n)
     x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
@@ -66,7 +108,7 @@ def test_extract_orientation_is_outward_on_an_offset_shape():
     assert (np.einsum("ij,ij->i", mesh.face_normals, gradient_out)[real] > 0).all()
 
 
-def test_extract_empty_and_all_nan_give_an_empty_mesh():
+def test_extract_empty_and_all_nan_give_an_empty_mesh(extractor):
     assert len(pm.extract_surface(np.full((9, 9, 9), -1.0, np.float32)).faces) == 0
     assert len(pm.extract_surface(np.full((9, 9, 9), np.nan, np.float32)).faces) == 0
     with pytest.raises(ValueError):
