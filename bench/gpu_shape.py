@@ -102,13 +102,14 @@ def subject_views(variant: str) -> dict | None:
 
 
 def measure(variant: str, profile: int, args: argparse.Namespace, device: str = "cuda") -> Row:
-    """Load the variant with ``profile`` and warm up in a first request, then
-    time a second one."""
+    """Load the variant (a key of ``VARIANTS`` or a model name) with ``profile``
+    and warm up in a first request, then time a second one."""
     from pipeline.backends.hunyuan import HunyuanShapeBackend
     from pipeline.options import parse_options
 
-    backend = HunyuanShapeBackend(VARIANTS[variant], device=device)
-    warm = parse_options({"profile": profile, "steps": 2, "octree_resolution": 128, "generate_texture": False})
+    backend = HunyuanShapeBackend(VARIANTS.get(variant, variant), device=device)  # a key or a model name
+    warm = parse_options({"profile": profile, "steps": 2, "octree_resolution": min(128, args.octree),
+                          "generate_texture": False})
     # The first request loads from disk and applies the profile (reported as shape_load).
     views = subject_views(variant)
     load_s = backend.generate(subject_image(), warm, lambda *a: None, views=views).timings["shape_load"]
