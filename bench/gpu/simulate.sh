@@ -76,9 +76,10 @@ print(f"venv: torch {torch.__version__}, transformers {transformers.__version__}
       f"{len(list(md.distributions()))} distributions, all preinstalled on the GPU machine")
 PY
 
-# The transformers decision, from a test: load after `import mmgp.offload` with the GPU
-# machine's own transformers (the carried wheels less the ones marked '# replaces'). It is
-# expected to fail; the dry run below then loads everything after mmgp with the carried one.
+# The transformers evidence, from a test: load after `import mmgp.offload` with the GPU
+# machine's own transformers (the carried wheels less the ones marked '# replaces'), raw
+# and through the backends; the dry run below then loads everything after mmgp with the
+# carried one (see wheels.txt for the choice).
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} NUMBA_NUM_THREADS=${NUMBA_NUM_THREADS:-1}
 replaced=$(grep -E '#\s*replaces' bench/gpu/wheels.txt | sed -E 's/==.*//; s/[-_.]+/_/g' | tr 'A-Z' 'a-z')
 own=()
@@ -90,9 +91,6 @@ done
 check() { PYTHONPATH="$ROOT:$1:$ROOT/bench/gpu/standins" "$PY" bench/gpu/check_transformers.py 2>/dev/null | tail -n 1; }
 own_result=$(check "$SIM/site-own") || true
 echo "decision: with the GPU machine's transformers: $own_result"
-case "$own_result" in
-  *"checkpoints load"*) echo "note: the GPU machine's transformers now loads after mmgp; the '# replaces' wheels could go" ;;
-esac
 
 # The kit, as on the GPU machine, on the cp311 wheels of the same versions.
 export OUT=$SIM/out
