@@ -175,7 +175,8 @@ def test_a_failing_row_is_reported_and_the_next_rows_still_run(light_kit, monkey
 
 def test_rows_that_no_longer_fit_the_budget_are_skipped(light_kit, monkeypatch):
     clock = {"now": 1000.0}
-    monkeypatch.setattr(kit.time, "time", lambda: clock["now"])
+    # The kit's clock only (patching the time module itself would reach pytest and other threads).
+    monkeypatch.setattr(kit, "time", argparse.Namespace(time=lambda: clock["now"], perf_counter=lambda: clock["now"]))
 
     def slow_row(k, row):
         clock["now"] += 20.0  # every row "takes" 20 s
@@ -183,7 +184,6 @@ def test_rows_that_no_longer_fit_the_budget_are_skipped(light_kit, monkeypatch):
                 "decode_s": 0.0, "total_s": 0.0, "peak_gib": 0.0, "faces": 0, "paint_model": "-",
                 "texture_size": 0, "rasterizer": "-", **{s: 0.0 for s in kit.TEXTURE_STAGES}}
 
-    monkeypatch.setattr(kit.time, "perf_counter", lambda: clock["now"])
     monkeypatch.setitem(kit.MEASURES, "shape", slow_row)
     monkeypatch.setitem(kit.MEASURES, "texture", slow_row)
     monkeypatch.setattr(kit, "_start_watchdog", lambda k: type("T", (), {"cancel": lambda self: None})())
@@ -200,14 +200,18 @@ def test_rows_that_no_longer_fit_the_budget_are_skipped(light_kit, monkeypatch):
 
 def test_the_watchdog_writes_the_tables_and_stops_before_the_budget(light_kit, monkeypatch, capsys):
     stopped = []
-    monkeypatch.setattr(kit.os, "_exit", lambda code: stopped.append(code))
+    # The kit's os only: a real os._exit from a late timer would end the whole test session.
+    monkeypatch.setattr(kit, "os", argparse.Namespace(_exit=lambda code: stopped.append(code)))
     args = _args(light_kit / "out", budget_s=kit.WATCHDOG_MARGIN_S + 0.2)
     k = kit.Kit(args, light_kit)
     k.results["shape"].append({"label": "done", "variant": "m", "profile": 3, "load_s": 1.0, "step_s": 0.1,
                                "decode_s": 0.2, "total_s": 1.5, "peak_gib": 2.0, "faces": 10})
     k.current = "shape:hunyuan3d-2 profile 5"
     timer = kit._start_watchdog(k)
-    timer.join(5)
+    try:
+        timer.join(60)
+    finally:
+        timer.cancel()
     assert stopped == [0]
     rows = json.loads((light_kit / "out" / "shape.json").read_text())["rows"]
     assert rows[-1] == {"label": "hunyuan3d-2 profile 5", "error": "cut at the budget"}

@@ -369,35 +369,10 @@ def run(args: argparse.Namespace) -> int:
             full_size_check()
         kit.write_json()
         watchdog = _start_watchdog(kit)
-        failed = 0
-        for index, row in enumerate(rows):
-            label = row.label()
-            following = rows[index + 1] if index + 1 < len(rows) else None
-            expected = kit.expected_s(row)
-            if expected > kit.left_s() - WATCHDOG_MARGIN_S:
-                note = f"skipped: needs ~{expected:.0f} s, {max(kit.left_s(), 0):.0f} s left"
-                print(f"{label}: {note}", flush=True)
-                kit.record(row.kind, {"label": label, "skipped": note})
-                continue
-            kit.current = f"{row.kind}:{label}"
-            start = time.perf_counter()
-            try:
-                result = MEASURES[row.kind](kit, row)
-                kit.record(row.kind, {"label": label, **result})
-                print("\n".join(TABLES[row.kind]([kit.results[row.kind][-1]])), flush=True)
-            except Exception as exc:  # noqa: BLE001 - one failing row must not hide the others
-                failed += 1
-                message = f"{type(exc).__name__}: {exc}"
-                print(f"{label}: failed: {message}", flush=True)
-                traceback.print_exc()
-                kit.record(row.kind, {"label": label, "error": message[:500]})
-                kit.release_texture()
-                gpu.empty_cache(kit.device)
-            kit.measured[row.kind] = time.perf_counter() - start
-            if row.kind == "texture" and not (isinstance(following, TextureRow)
-                                               and following.paint_model == row.paint_model):
-                kit.release_texture()  # its VRAM must not count in the next shape row's peak
-        watchdog.cancel()
+        try:
+            failed = _run_rows(kit, rows)
+        finally:
+            watchdog.cancel()
         kit.current = ""
         print()
         for kind in ("shape", "texture"):
@@ -405,6 +380,39 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.out}/shape.json and {args.out}/texture.json; "
               f"{time.time() - args.started_at:.0f} s of the {args.budget_s:.0f} s budget used", flush=True)
     return 1 if failed else 0
+
+
+def _run_rows(kit: Kit, rows: list[Any]) -> int:
+    """Every row that fits the budget, in order; returns how many failed."""
+    failed = 0
+    for index, row in enumerate(rows):
+        label = row.label()
+        following = rows[index + 1] if index + 1 < len(rows) else None
+        expected = kit.expected_s(row)
+        if expected > kit.left_s() - WATCHDOG_MARGIN_S:
+            note = f"skipped: needs ~{expected:.0f} s, {max(kit.left_s(), 0):.0f} s left"
+            print(f"{label}: {note}", flush=True)
+            kit.record(row.kind, {"label": label, "skipped": note})
+            continue
+        kit.current = f"{row.kind}:{label}"
+        start = time.perf_counter()
+        try:
+            result = MEASURES[row.kind](kit, row)
+            kit.record(row.kind, {"label": label, **result})
+            print("\n".join(TABLES[row.kind]([kit.results[row.kind][-1]])), flush=True)
+        except Exception as exc:  # noqa: BLE001 - one failing row must not hide the others
+            failed += 1
+            message = f"{type(exc).__name__}: {exc}"
+            print(f"{label}: failed: {message}", flush=True)
+            traceback.print_exc()
+            kit.record(row.kind, {"label": label, "error": message[:500]})
+            kit.release_texture()
+            gpu.empty_cache(kit.device)
+        kit.measured[row.kind] = time.perf_counter() - start
+        if row.kind == "texture" and not (isinstance(following, TextureRow)
+                                          and following.paint_model == row.paint_model):
+            kit.release_texture()  # its VRAM must not count in the next shape row's peak
+    return failed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
