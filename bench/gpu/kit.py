@@ -138,16 +138,13 @@ class Kit:
         """Write ``model``'s random checkpoint (and its turbo VAE) if not yet written."""
         import torch
 
-        from pipeline.models import HUNYUAN_MODELS
-        from tests.fixtures.tiny_hunyuan import write_shape_model
+        from tests.fixtures.tiny_hunyuan import write_model
 
         if model in self.written:
             return
-        spec = HUNYUAN_MODELS[model]
         start = time.perf_counter()
         with torch.device(self.device):
-            write_shape_model(self.root, self.shape_dims(model), spec.repo_id, spec.subfolder, spec.vae_subfolder,
-                              "sphere")
+            write_model(self.root, model, self.shape_dims(model), "sphere")
         gpu.empty_cache(self.device)
         self.written[model] = time.perf_counter() - start
         print(f"wrote {model} in {self.written[model]:.1f} s", flush=True)
