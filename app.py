@@ -150,6 +150,23 @@ def _schema_number(name: str, *, label: str, value=None):
                                      info=f"{spec.rule()}" + ("; empty = model default" if spec.nullable else "")))
 
 
+# Gradio 6's number box replaces a null value with 0 when it first renders
+# (its frontend does ``props.value ??= 0``), which happens when the Advanced
+# accordion opens; there an empty box means "model default". These run in the
+# browser only (no API route, so gradio_client's None is untouched): closing
+# records which boxes are empty, opening turns the 0 of a box that was empty
+# back into null, so a value the user typed (0 included) is kept.
+_RECORD_EMPTY_BOXES_JS = """
+(...values) => { window.__hy3dEmptyBoxes = values.map((v) => v === null || v === undefined); return values; }
+"""
+_RESTORE_EMPTY_BOXES_JS = """
+(...values) => {
+    const empty = window.__hy3dEmptyBoxes ?? values.map(() => true);
+    return values.map((v, i) => (empty[i] && v === 0 ? null : v));
+}
+"""
+
+
 def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
     """The Blocks UI over ``pipeline``: the local ImageTo3D by default, or a
     RemoteGenerator that sends each job to the deployed RunPod endpoint."""
@@ -266,7 +283,7 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                 max_faces_spec = FIELDS_BY_NAME["max_faces"]
                 max_faces = _schema_checked(gr.Slider(max_faces_spec.minimum, max_faces_spec.maximum,
                                                       value=max_faces_spec.default, step=1000, label="Max faces"))
-                with gr.Accordion("Advanced (Hunyuan3D models; empty = model default)", open=False):
+                with gr.Accordion("Advanced (Hunyuan3D models; empty = model default)", open=False) as advanced:
                     steps = _schema_number("steps", label="Steps")
                     guidance_scale = _schema_number("guidance_scale", label="Guidance scale")
                     octree_resolution = _schema_number("octree_resolution", label="Octree resolution")
@@ -295,6 +312,12 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             outputs=[viewer, download, stats, stats_json, seed, history],
             api_name="generate",
         ).then(lambda items: items, inputs=[history], outputs=[gallery], api_visibility="private")
+        # Empty "model default" boxes stay empty (None) once the accordion opens.
+        nullable_boxes = [steps, guidance_scale, octree_resolution, num_chunks]
+        advanced.expand(None, inputs=nullable_boxes, outputs=nullable_boxes, js=_RESTORE_EMPTY_BOXES_JS,
+                        queue=False, api_visibility="private")
+        advanced.collapse(None, inputs=nullable_boxes, outputs=None, js=_RECORD_EMPTY_BOXES_JS,
+                          queue=False, api_visibility="private")
     queue_size = env_int("HY3D_QUEUE_SIZE", DEFAULT_QUEUE_SIZE)
     demo.queue(default_concurrency_limit=1, max_size=queue_size)
     sweeper = app_guard.Sweeper(_output_dir(), ttl).start()
