@@ -198,11 +198,17 @@ WORKER_ENV_HELP = """\
 environment variables (README, "Configuration"):
   HY3D_MODEL (auto), HY3D_PROFILE (3), HY3D_DEVICE (auto)     request defaults and device
   HY3D_MAX_IMAGE_BYTES, HY3D_MAX_IMAGE_PIXELS                 image limits
+  HY3D_ALLOW_PRIVATE_URLS (off), HY3D_URL_TIMEOUT_S (15)      image_url: private addresses, download bound
   HY3D_INLINE_BUDGET_MB (7.5)                                 largest GLB returned inline
   BUCKET_ENDPOINT_URL, BUCKET_ACCESS_KEY_ID,
   BUCKET_SECRET_ACCESS_KEY, BUCKET_NAME                       bucket for model_url results
-  HY3DGEN_MODELS, RUNPOD_HF_CACHE, HF_HOME / HF_HUB_CACHE     where weights are looked for
-  REMBG_MODEL (u2net), U2NET_HOME                             background removal weights
+  HY3D_UPLOAD_TIMEOUT_S (30)                                  bound on one bucket upload
+  HY3DGEN_MODELS, RUNPOD_HF_CACHE, HF_HOME / HF_HUB_CACHE
+  (or HUGGINGFACE_HUB_CACHE)                                  where weights are looked for
+  HF_MODULES_CACHE (a private temp folder)                    diffusers' custom pipeline code
+  REMBG_MODEL (u2net), REMBG_MODEL_PATH, U2NET_HOME,
+  REMBG_HOME, XDG_DATA_HOME                                   background removal weights
+  NUMBA_CACHE_DIR, NUMBA_CPU_NAME                             numba's compiled-code cache and target CPU
   RUNPOD_WEBHOOK_GET_JOB (set by RunPod), RUNPOD_LOG_LEVEL    production mode, SDK log level
 """
 

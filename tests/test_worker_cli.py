@@ -64,3 +64,36 @@ def test_auto_request_with_draft_default_does_not_advise_what_is_set(monkeypatch
     error = worker.handler({"input": {"image": subject_b64, "model": "auto"}})["error"]
     assert error.startswith("Field 'model' is auto but no Hunyuan3D weights")
     assert "set HY3D_MODEL=draft" not in error and "send model 'draft'" in error
+
+
+# README "Configuration" variables that the worker never reads: the app's, the
+# weights download command's, and the build and test scripts'. Everything else
+# in that table must be in `worker.py --help`.
+NOT_THE_WORKERS = {
+    "HY3D_HOST", "HY3D_PORT", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "HY3D_WARM_UP", "HY3D_AUTH",
+    "HY3D_QUEUE_SIZE", "HY3D_REMOTE_ENDPOINT", "RUNPOD_API_KEY", "HY3D_REMOTE_BASE_URL", "HY3D_REMOTE_TIMEOUT_S",
+    "HY3D_REMOTE_POLL_S", "GRADIO_TEMP_DIR", "HY3D_RESULT_TTL_S", "HY3D_LOGIN_ATTEMPTS", "HY3D_LOGIN_WINDOW_S",
+    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT",
+    "HY3D_TEST_IMAGE_TAG", "HY3D_IMAGE_TAG", "HY3D_DEBIAN_MIRROR",
+}
+
+
+def readme_configuration_variables() -> set[str]:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration (environment variables)", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+
+
+def test_help_lists_every_worker_variable_in_the_readme():
+    table = readme_configuration_variables()
+    assert {"HY3D_MODEL", "HY3D_ALLOW_PRIVATE_URLS", "HY3D_UPLOAD_TIMEOUT_S"} <= table  # the parse found the table
+    assert NOT_THE_WORKERS <= table, NOT_THE_WORKERS - table  # a renamed variable must be reclassified here
+    missing = sorted(name for name in table - NOT_THE_WORKERS if name not in worker.WORKER_ENV_HELP)
+    assert not missing, f"worker.py --help lacks {missing}"
+    import re
+
+    listed = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", worker.WORKER_ENV_HELP))
+    assert listed <= table, f"--help names variables the README does not document: {sorted(listed - table)}"
