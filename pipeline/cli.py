@@ -7,7 +7,8 @@ in the worker API (``--max_faces`` or ``--max-faces``; booleans also take
 gets the worker's own sentence. ``python -m pipeline request IMAGE [flags]``
 prints the RunPod request body for a local image instead (``> request.json``,
 then ``curl -d @request.json``): base64 of a photo is far too long for a
-command-line argument.
+command-line argument. ``--view-left/--view-back/--view-right PATH`` are the
+``views`` field (multi-view models); IMAGE is the front, so they take one IMAGE.
 
 Heavy libraries load only once a job runs, so ``--help`` answers at once.
 """
@@ -24,6 +25,8 @@ from typing import Any, Sequence
 from .errors import PipelineError, describe_failure
 from .options import FIELDS, FieldSpec, parse_options
 from .progress import STAGES
+from .models import VIEW_NAMES
+from .views import FIELD as VIEWS_FIELD, check_views, require_multiview, view_field
 
 # Short spellings the README and the issue use for the two switches everyone flips.
 ALIASES = {"generate_texture": ("--texture",), "remove_background": ("--background",)}
@@ -71,6 +74,29 @@ def add_field_flags(parser: argparse.ArgumentParser, exclude: Sequence[str] = ()
                                metavar=metavar, help=_help(spec))
 
 
+def add_view_flags(parser: argparse.ArgumentParser) -> None:
+    """The ``views`` field as one file flag per view (``--view-left``)."""
+    group = parser.add_argument_group(
+        "multi-view input (the 'views' field; README, 'Multi-view input')",
+        "Extra pictures of the subject for a multi-view model (or auto); IMAGE is the front, so views "
+        "take exactly one IMAGE.")
+    for view in VIEW_NAMES:
+        group.add_argument(f"--view-{view}", f"--view_{view}", dest=f"view_{view}", type=Path, metavar="PATH",
+                           default=None, help=f"the {view} view: PNG, JPEG or WebP file")
+
+
+def view_paths(args: argparse.Namespace) -> dict[str, Path]:
+    return {view: getattr(args, f"view_{view}") for view in VIEW_NAMES if getattr(args, f"view_{view}") is not None}
+
+
+def read_views(args: argparse.Namespace, model: str) -> dict[str, bytes]:
+    """The view files as the worker's ``views`` field: its shape checks and
+    its multi-view model check, before any file is read or model loaded."""
+    paths = check_views(view_paths(args))
+    require_multiview(model, paths)
+    return {view: _read(path) for view, path in paths.items()}
+
+
 def request_fields(args: argparse.Namespace) -> dict[str, Any]:
     return {spec.name: getattr(args, spec.name) for spec in FIELDS if hasattr(args, spec.name)}
 
@@ -86,6 +112,7 @@ def _generate_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUTDIR",
                         help="folder for the GLBs (<image name>.glb), created if missing")
     add_field_flags(parser, exclude=REQUEST_ONLY)
+    add_view_flags(parser)
     return parser
 
 
@@ -98,6 +125,7 @@ def _request_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("image", metavar="IMAGE", help="PNG, JPEG or WebP file")
     add_field_flags(parser)
+    add_view_flags(parser)
     return parser
 
 
@@ -161,6 +189,10 @@ def generate_main(argv: Sequence[str]) -> int:
     try:
         settings = load_settings()
         options = parse_options(fields, settings=settings)  # bad flags fail before any model loads
+        if view_paths(args) and len(args.images) != 1:
+            raise PipelineError(f"Views (--view-left/--view-back/--view-right) go with exactly one IMAGE, "
+                                f"the front; got {len(args.images)} images.")
+        views = read_views(args, options.model)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -178,7 +210,7 @@ def generate_main(argv: Sequence[str]) -> int:
         image = Path(name)
         bars = _StageBars(image.name)
         try:
-            result = pipeline.generate(_read(image), options, bars)
+            result = pipeline.generate(_read(image), options, bars, views=views)
         except Exception as exc:  # noqa: BLE001 - each failure is one sentence; the other images still run
             bars.close()
             failed += 1
@@ -203,13 +235,18 @@ def request_main(argv: Sequence[str]) -> int:
 
     try:
         settings = load_settings()
-        parse_options(fields, settings=settings)
+        options = parse_options(fields, settings=settings)
+        views = read_views(args, options.model)
         data = _read(Path(args.image))
         image_io.load_image(data, settings)  # the worker would refuse it: say so now
+        for view, picture in views.items():
+            image_io.load_image(picture, settings, view_field(view))
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     body = {"input": {"image": base64.b64encode(data).decode("ascii"), **fields}}
+    if views:
+        body["input"][VIEWS_FIELD] = {view: base64.b64encode(picture).decode("ascii") for view, picture in views.items()}
     try:
         sys.stdout.write(json.dumps(body) + "\n")
         sys.stdout.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import subprocess
 import sys
@@ -25,7 +26,10 @@ def _fresh_worker(monkeypatch):
 
 
 def _dests(parser: argparse.ArgumentParser) -> set[str]:
-    return {a.dest for a in parser._actions if a.option_strings and a.dest not in ("help", "output_dir")}
+    views = {f"view_{view}" for view in ("left", "back", "right")}
+    dests = {a.dest for a in parser._actions if a.option_strings and a.dest not in ("help", "output_dir")}
+    assert views <= dests  # the views field's file flags, beside the schema's
+    return dests - views
 
 
 def test_every_request_field_is_a_flag():
@@ -141,3 +145,90 @@ def test_python_worker_runs_the_shipped_test_input():
                           env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "HY3D_MODEL is auto but no Hunyuan3D weights" in done.stdout  # said once, then the job ran
+
+
+# -- multi-view input: --view-left/--view-back/--view-right ----------------------------
+
+def _view_files(tmp_path: Path, *views: str) -> dict[str, Path]:
+    from tests.test_model_family import view_png
+
+    paths = {}
+    for view in ("front", *views):
+        paths[view] = tmp_path / f"{view}.png"
+        paths[view].write_bytes(view_png(view, 128 if view == "front" else 96))
+    return paths
+
+
+def test_views_are_flags_of_both_subcommands():
+    for parser, first in ((cli._generate_parser(), ["x.png", "-o", "o"]), (cli._request_parser(), ["x.png"])):
+        args = parser.parse_args([*first, "--view-left", "l.png", "--view_back", "b.png"])
+        assert cli.view_paths(args) == {"left": Path("l.png"), "back": Path("b.png")}
+        assert cli.request_fields(args) == {}  # views are not schema fields
+
+
+def test_view_errors_are_the_workers_sentences(tmp_path, capsys, subject_b64):
+    paths = _view_files(tmp_path, "left")
+    front, left, out = str(paths["front"]), str(paths["left"]), tmp_path / "o"
+    # several IMAGEs: which one would the views belong to?
+    assert cli.main([front, front, "-o", str(out), "--view-left", left]) == 1
+    assert capsys.readouterr().err.strip() == ("error: Views (--view-left/--view-back/--view-right) go with "
+                                               "exactly one IMAGE, the front; got 2 images.")
+    # a single-view model: the worker's own sentence
+    expected = worker.handler({"input": {"image": subject_b64, "model": "draft", "views": {"left": subject_b64}}})
+    for command in ([front, "-o", str(out)], ["request", front]):
+        assert cli.main([*command, "--model", "draft", "--view-left", left]) == 1
+        assert capsys.readouterr().err.strip() == f"error: {expected['error']}"
+    # a missing view file, and one that is not an image (named as the worker names it)
+    assert cli.main([front, "-o", str(out), "--model", "hunyuan3d-2mv", "--view-back", str(tmp_path / "no.png")]) == 1
+    assert "Cannot read image file" in capsys.readouterr().err
+    (tmp_path / "notes.png").write_text("hello")
+    assert cli.main(["request", front, "--model", "hunyuan3d-2mv", "--view-right", str(tmp_path / "notes.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Field 'views.right' ") and err.count("\n") == 1, err
+    assert not out.exists()  # every refusal came before anything ran
+
+
+def test_request_body_carries_the_views_object(tmp_path, capsys):
+    paths = _view_files(tmp_path, "left", "back")
+    assert cli.main(["request", str(paths["front"]), "--model", "hunyuan3d-2mv", "--view-back", str(paths["back"]),
+                     "--view-left", str(paths["left"])]) == 0
+    body = json.loads(capsys.readouterr().out)["input"]
+    assert list(body["views"]) == ["left", "back"]  # hy3dgen's order, as check_views gives it
+    assert {view: base64.b64decode(data) for view, data in body["views"].items()} == {
+        "left": paths["left"].read_bytes(), "back": paths["back"].read_bytes()}
+    assert body["model"] == "hunyuan3d-2mv" and base64.b64decode(body["image"]) == paths["front"].read_bytes()
+
+
+@pytest.fixture(scope="module")
+def multiview_root(tmp_path_factory):
+    from tests.fixtures.tiny_hunyuan import write_model
+
+    root = tmp_path_factory.mktemp("hy3dgen-mv")
+    write_model(root, "hunyuan3d-2mv")
+    return root
+
+
+@pytest.mark.slow
+def test_views_reach_the_multiview_model_from_both_subcommands(tmp_path, capsys, monkeypatch, multiview_root):
+    """The tiny random-weight hunyuan3d-2mv: the GLB records the views it was
+    made from, and the request body runs in the worker alike."""
+    from pipeline.export import glb_stats
+
+    monkeypatch.setenv("HY3DGEN_MODELS", str(multiview_root))
+    monkeypatch.setenv("HY3D_DEVICE", "cpu")
+    paths = _view_files(tmp_path, "left", "right")
+    fields = ["--model", "hunyuan3d-2mv", "--steps", "2", "--octree_resolution", "64", "--max_faces", "3000",
+              "--no-texture", "--no-background"]
+    views = ["--view-right", str(paths["right"]), "--view-left", str(paths["left"])]
+    code = cli.main([str(paths["front"]), "-o", str(tmp_path / "out"), *fields, *views])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "model=hunyuan3d-2mv" in captured.out
+    stats = glb_stats((tmp_path / "out" / "front.glb").read_bytes())
+    assert stats["extras"]["views"] == ["front", "left", "right"]
+
+    assert cli.main(["request", str(paths["front"]), *fields, *views]) == 0
+    body = json.loads(capsys.readouterr().out)
+    response = worker.handler({"id": "cli-views", **body})
+    assert "error" not in response, response
+    assert glb_stats(base64.b64decode(response["model_base64"]))["extras"]["views"] == ["front", "left", "right"]
