@@ -94,16 +94,22 @@ def subject_image(box=(120, 90, 392, 430)):
     return image
 
 
-def subject_views(variant: str) -> dict | None:
-    """The multiview row's three extra views (left, back, right): four views in all."""
-    if variant != "multiview":
-        return None
-    return {"left": subject_image((180, 90, 332, 430)), "back": subject_image(), "right": subject_image((180, 90, 332, 430))}
+def subject_views(variant: str, count: int | None = None) -> dict | None:
+    """The multiview row's extra views (left, back, right; all three unless
+    ``count`` says fewer): four views in all. None for a single-view variant
+    unless ``count`` asks for views."""
+    if count is None:
+        count = 3 if variant == "multiview" else 0
+    side = subject_image((180, 90, 332, 430))
+    views = {"left": side, "back": subject_image(), "right": side}
+    return dict(list(views.items())[:count]) or None
 
 
-def measure(variant: str, profile: int, args: argparse.Namespace, device: str = "cuda") -> Row:
+def measure(variant: str, profile: int, args: argparse.Namespace, device: str = "cuda",
+            views: int | None = None) -> Row:
     """Load the variant (a key of ``VARIANTS`` or a model name) with ``profile``
-    and warm up in a first request, then time a second one."""
+    and warm up in a first request, then time a second one. ``views``: how
+    many extra views to send (default: three for ``multiview``, else none)."""
     from pipeline.backends.hunyuan import HunyuanShapeBackend
     from pipeline.options import parse_options
 
@@ -111,7 +117,7 @@ def measure(variant: str, profile: int, args: argparse.Namespace, device: str = 
     warm = parse_options({"profile": profile, "steps": 2, "octree_resolution": min(128, args.octree),
                           "generate_texture": False})
     # The first request loads from disk and applies the profile (reported as shape_load).
-    views = subject_views(variant)
+    views = subject_views(variant, views)
     load_s = backend.generate(subject_image(), warm, lambda *a: None, views=views).timings["shape_load"]
 
     steps: list[float] = []
