@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.gpu import kit
-from bench.gpu.plan import PLAN, ShapeRow, TextureRow
+from bench.gpu.plan import PLAN, ProfileRow, ShapeRow, TextureRow
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU = ROOT / "bench" / "gpu"
@@ -51,6 +51,44 @@ def test_plan_puts_the_production_defaults_first_and_covers_the_issue():
     assert sorted(r.texture_size for r in textures) == [1024, 2048]
     assert all(r.texture_size in TEXTURE_SIZES and r.paint_model == DEFAULT_PAINT_MODEL for r in textures)
     assert kit.load_plan("bench.gpu.plan:PLAN") == list(PLAN)
+
+
+def test_plan_has_a_textured_row_per_profile_and_the_fast_and_multiview_rows():
+    from pipeline.models import HUNYUAN_MODELS, TEXTURE_SIZES
+
+    kinds = [r.kind for r in PLAN]
+    profiles = [r for r in PLAN if isinstance(r, ProfileRow)]
+    assert sorted(r.profile for r in profiles) == [1, 2, 3, 4, 5]
+    assert profiles[0].profile == 5  # the tightest promise first
+    assert all(r.texture_size in TEXTURE_SIZES for r in profiles)
+    # After the production defaults and the 1024 texture (which shares their loaded models), back to back.
+    first = kinds.index("profile")
+    assert first > kinds.index("texture") + 1 and kinds[first:first + 5] == ["profile"] * 5
+    shape = {(r.model, r.profile, r.views) for r in PLAN if isinstance(r, ShapeRow)}
+    assert ("hunyuan3d-2-fast", 3, 0) in shape and ("hunyuan3d-2mv", 3, 3) in shape
+    assert HUNYUAN_MODELS["hunyuan3d-2mv"].multiview and not HUNYUAN_MODELS["hunyuan3d-2-fast"].multiview
+    assert all(r.views == 0 for r in PLAN if isinstance(r, ShapeRow) and not HUNYUAN_MODELS[r.model].multiview)
+    assert kit.load_plan("bench.gpu.plan:PROFILES") == profiles
+
+
+def test_rows_refuse_what_no_request_could_send():
+    with pytest.raises(ValueError, match="ShapeRow views must be from 0 to 3, got 4"):
+        ShapeRow("hunyuan3d-2mv", 3, views=4)
+    with pytest.raises(ValueError, match="ProfileRow profile must be from 1 to 5, got 6"):
+        ProfileRow(6)
+
+
+def test_the_kit_writes_every_shape_checkpoint_the_plan_needs(light_kit):
+    """Each shape row's model (fast and multi-view included) is complete on disk after ensure_shape."""
+    from pipeline import weights
+
+    root = light_kit / "models"
+    args = _args(light_kit / "out")
+    k = kit.Kit(args, root)
+    for model in dict.fromkeys(r.model for r in PLAN if isinstance(r, ShapeRow)):
+        assert weights.find_model(model) is None, model
+        k.ensure_shape(model)
+        assert weights.find_model(model) is not None, model
 
 
 def test_a_plan_with_a_kind_nobody_measures_is_refused(tmp_path, monkeypatch):
@@ -160,17 +198,42 @@ def test_a_failing_row_is_reported_and_the_next_rows_still_run(light_kit, monkey
                 "rasterizer": "torch", "load_s": 1.0, **{s: 0.1 for s in kit.TEXTURE_STAGES}, "total_s": 1.0,
                 "peak_gib": 2.0}
 
+    def profile(k, row):
+        seen.append(row.label())
+        if row.profile == 4:
+            raise RuntimeError("no room")
+        return {"profile": row.profile, "peak_gib": 5.0 + row.profile, "reserved_gib": 5.5 + row.profile,
+                "total_s": 30.0, "reload_s": 8.0, "shape_s": 10.0, "texture_s": 20.0}
+
+    released = []
+    monkeypatch.setattr(kit.Kit, "release_service", lambda self: released.append(len(seen)))
     monkeypatch.setitem(kit.MEASURES, "shape", shape)
     monkeypatch.setitem(kit.MEASURES, "texture", texture)
+    monkeypatch.setitem(kit.MEASURES, "profile", profile)
     out = light_kit / "out"
     assert kit.run(_args(out)) == 1  # a row failed
     assert seen == [r.label() for r in PLAN]
+    last_profile = max(i for i, r in enumerate(PLAN) if isinstance(r, ProfileRow)) + 1
+    # Released after each failing row (profile 4, the two shape rows at profile 1) and after the last
+    # profile row, before the next shape row.
+    failing = ("textured hunyuan3d-2 profile 4", "hunyuan3d-2 profile 1", "hunyuan3d-2-turbo profile 1")
+    assert released == sorted([seen.index(label) + 1 for label in failing] + [last_profile])
+    profile_rows = json.loads((out / "profile.json").read_text())["rows"]
+    assert [r.get("profile") for r in profile_rows] == [5, None, 3, 2, 1]
+    assert profile_rows[1] == {"label": "textured hunyuan3d-2 profile 4", "error": "RuntimeError: no room"}
     shape_rows = json.loads((out / "shape.json").read_text())["rows"]
     assert [r["label"] for r in shape_rows if "error" in r] == ["hunyuan3d-2 profile 1", "hunyuan3d-2-turbo profile 1"]
-    assert shape_rows[2]["error"] == "RuntimeError: boom"
+    assert next(r for r in shape_rows if r["label"] == "hunyuan3d-2 profile 1")["error"] == "RuntimeError: boom"
     assert len(json.loads((out / "texture.json").read_text())["rows"]) == 2
     printed = capsys.readouterr().out
     assert "hunyuan3d-2 profile 1: failed: RuntimeError: boom" in printed and "peak_GiB" in printed
+    # The profile table: reserved peak against the promise (profile 5: 10.5 GiB > 6, profile 1: 6.5 <= 24).
+    table = kit.profile_table(profile_rows)
+    assert table[0].split() == ["profile", "peak_GiB", "reserved", "promise", "total_s", "reload_s", "shape_s",
+                                "texture_s", "ok"]
+    assert table[1].split() == ["5", "10.00", "10.50", "6", "30.0", "8.0", "10.0", "20.0", "NO"]
+    assert table[2].split()[-3:] == ["RuntimeError:", "no", "room"] and table[-1].split()[-1] == "yes"
+    assert "\n".join(table) in printed
 
 
 def test_rows_that_no_longer_fit_the_budget_are_skipped(light_kit, monkeypatch):
@@ -180,21 +243,26 @@ def test_rows_that_no_longer_fit_the_budget_are_skipped(light_kit, monkeypatch):
 
     def slow_row(k, row):
         clock["now"] += 20.0  # every row "takes" 20 s
-        return {"variant": getattr(row, "model", "-"), "profile": 0, "load_s": 0.0, "step_s": 0.0,
+        return {"variant": getattr(row, "model", "-"), "profile": getattr(row, "profile", 3), "load_s": 0.0, "step_s": 0.0,
                 "decode_s": 0.0, "total_s": 0.0, "peak_gib": 0.0, "faces": 0, "paint_model": "-",
-                "texture_size": 0, "rasterizer": "-", **{s: 0.0 for s in kit.TEXTURE_STAGES}}
+                "texture_size": 0, "rasterizer": "-", **{s: 0.0 for s in kit.TEXTURE_STAGES},
+                "reserved_gib": 0.0, "reload_s": 0.0, "shape_s": 0.0, "texture_s": 0.0}
 
     monkeypatch.setitem(kit.MEASURES, "shape", slow_row)
     monkeypatch.setitem(kit.MEASURES, "texture", slow_row)
+    monkeypatch.setitem(kit.MEASURES, "profile", slow_row)
     monkeypatch.setattr(kit, "_start_watchdog", lambda k: type("T", (), {"cancel": lambda self: None})())
     out = light_kit / "out"
     args = _args(out, budget_s=70.0)
     args.started_at = clock["now"]
     assert kit.run(args) == 0
-    rows = json.loads((out / "shape.json").read_text())["rows"] + json.loads((out / "texture.json").read_text())["rows"]
+    rows = [row for kind in ("shape", "texture", "profile") for row in json.loads((out / f"{kind}.json").read_text())["rows"]]
     done = [r for r in rows if "skipped" not in r]
     skipped = [r for r in rows if "skipped" in r]
-    assert len(done) == 3 and len(skipped) == len(PLAN) - 3  # 3 x 20 s fit in 70 s less the watchdog's margin
+    # 3 x 20 s fit in 70 s less the watchdog's margin; then the first profile row still starts: a kind not yet
+    # measured costs nothing in the dry run (its H200 estimate is for the GPU machine).
+    assert [r["label"] for r in done][-1] == "textured hunyuan3d-2 profile 5"
+    assert len(done) == 4 and len(skipped) == len(PLAN) - 4
     assert all(r["skipped"].startswith("skipped: needs ~20 s") for r in skipped)
 
 
@@ -236,3 +304,24 @@ def test_simulate_proves_the_kit_in_a_copy_of_the_gpu_machines_environment():
     assert "pymeshlab: not installed; the kit's stand-in answers hy3dgen's import" in done.stdout
     assert "surface extraction: VTK is absent, so scikit-image marching cubes is used" in done.stdout
     print(f"simulate.sh took {time.perf_counter() - started:.0f} s")
+
+
+def test_the_multiview_row_sends_its_extra_views(light_kit, monkeypatch):
+    from bench import gpu_shape
+
+    sent = {}
+
+    def measure(variant, profile, settings, device, views=None):
+        sent["views"] = gpu_shape.subject_views(variant, views)
+        return gpu_shape.Row(variant, profile, 1.0, 0.1, 0.5, 2.0, 3.0, 100)
+
+    monkeypatch.setattr(gpu_shape, "measure", measure)
+    monkeypatch.setattr(kit.Kit, "ensure_shape", lambda self, model: None)
+    k = kit.Kit(_args(light_kit / "out"), light_kit)
+    row = next(r for r in PLAN if isinstance(r, ShapeRow) and r.views)
+    result = kit.measure_shape(k, row)
+    assert list(sent["views"]) == result["views"] == ["left", "back", "right"]
+    assert "hunyuan3d-2mv +3v" in kit.shape_table([{"label": row.label(), **result}])[1]
+    kit.measure_shape(k, ShapeRow("hunyuan3d-2-fast", 3))
+    assert sent["views"] is None
+    assert list(gpu_shape.subject_views("multiview")) == ["left", "back", "right"]  # the bench's own default

@@ -5,13 +5,15 @@ Random **full-size** checkpoints are written from the real config structure (the
 fixtures' ``FULL_DIMS``/``MINI_DIMS``, as bench/gpu_shape.py and bench/gpu_texture.py
 do), each just before the first row that needs it, and loaded through the production
 backends. Timings and memory are real; geometry and texture quality are not (random
-weights). Each row is measured by the benches' own ``measure`` functions.
+weights). Each row is measured by the benches' own ``measure`` functions: shape rows by
+bench/gpu_shape.py's, texture rows by bench/gpu_texture.py's, and the textured request
+under each mmgp profile by bench/gpu/profiles.py's, through the service.
 
 A failing row prints its error and the kit moves on. A row starts only if its expected
 cost (its plan estimate, or the last measured row of its kind) fits in what is left of
 ``--budget-s``; a watchdog stops the process just before the budget in any case. After
-every row both tables are rewritten as JSON under ``--out`` (shape.json, texture.json),
-so a cut run still leaves its figures.
+every row the tables are rewritten as JSON under ``--out`` (shape.json, texture.json,
+profile.json), so a cut run still leaves its figures.
 
 ``--dry-run``: the same code paths on CPU with tiny checkpoints and sizes (float32, a
 512 texture, a few diffusion steps), plus the full-size configs instantiated on the
@@ -37,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from bench import gpu_common as gpu  # noqa: E402
-from bench.gpu.plan import ShapeRow, TextureRow  # noqa: E402
+from bench.gpu.plan import VIEW_KEYS, ProfileRow, ShapeRow, TextureRow  # noqa: E402
 
 WATCHDOG_MARGIN_S = 5.0  # the watchdog fires this long before the budget, to write the JSON
 DRY_TEXTURE_SIZE = 512  # every texture row's size in the dry run (the size path is the same)
@@ -77,7 +79,7 @@ def environment(device: str) -> dict[str, Any]:
     try:
         import pymeshlab
 
-        info["pymeshlab"] = "stand-in" if getattr(pymeshlab, "STANDIN", False) else pymeshlab.__version__
+        info["pymeshlab"] = "stand-in" if getattr(pymeshlab, "STANDIN", False) else _version("pymeshlab")
     except ImportError:
         info["pymeshlab"] = "absent"
     return info
@@ -110,10 +112,11 @@ class Kit:
         self.deadline = args.started_at + args.budget_s
         self.written: dict[str, float] = {}  # checkpoint -> seconds to write it
         self.measured: dict[str, float] = {}  # row kind -> wall time of the last such row
-        self.results: dict[str, list[dict[str, Any]]] = {"shape": [], "texture": []}
+        self.results: dict[str, list[dict[str, Any]]] = {"shape": [], "texture": [], "profile": []}
         self.meta: dict[str, Any] = {}
         self.current = ""
         self._texture: tuple[str, Any, float] | None = None  # (paint model, backend, load s)
+        self._service: Any = None  # the profile rows' ImageTo3D
         self._mesh: Any = None
         self._write_lock = threading.Lock()
 
@@ -204,6 +207,64 @@ class Kit:
             self._texture = None
             gpu.empty_cache(self.device)
 
+    def service(self) -> Any:
+        """The profile rows' service, as the worker builds it, with hunyuan3d-2 and the
+        default paint model loaded on the host (its warm-up), so the first profile row
+        profiles both at once and each later one is a switch."""
+        import dataclasses
+
+        from pipeline.memory import PROFILES
+        from pipeline.models import DEFAULT_PAINT_MODEL
+        from pipeline.service import ImageTo3D
+        from pipeline.settings import load_settings
+        from pipeline.texture import backend as tb
+
+        if self._service is not None:
+            return self._service
+        from bench.gpu import profiles
+
+        self.ensure_shape(profiles.MODEL)
+        self.ensure_texture(DEFAULT_PAINT_MODEL)
+        PROFILES.reset()  # the shape and texture rows' backends have left it; start with no member
+        settings = dataclasses.replace(load_settings(), device=self.device)
+        service = ImageTo3D(settings, draft_fallback=False)
+        if self.dry_run:  # the texture rows' few steps; the production Sampling on CUDA
+            from pipeline.texture.backend import Sampling
+
+            with tb._BACKENDS_LOCK:
+                tb._BACKENDS[(DEFAULT_PAINT_MODEL, None)] = tb.TextureBackend(
+                    settings, DEFAULT_PAINT_MODEL, sampling=Sampling(1, 1, 256), device=self.device)
+        start = time.perf_counter()
+        service.warm_up(profiles.MODEL)
+        print(f"service: {profiles.MODEL} + {DEFAULT_PAINT_MODEL} loaded on the host in "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
+        self._service = service
+        return service
+
+    def release_service(self) -> None:
+        """Every model of the profile rows' service off the GPU and forgotten, mmgp released."""
+        if self._service is None:
+            return
+        from pipeline.memory import PROFILES
+        from pipeline.texture import backend as tb
+
+        service, self._service = self._service, None
+        for backend in service._backends.values():
+            release = getattr(backend, "release", None)
+            if callable(release):
+                release()
+        with tb._BACKENDS_LOCK:
+            for backend in tb._BACKENDS.values():
+                backend.release()
+            tb._BACKENDS.clear()
+        PROFILES.reset()
+        del service
+        gpu.empty_cache(self.device)
+
+    def release_all(self) -> None:
+        self.release_texture()
+        self.release_service()
+
     # -- results --
     def record(self, kind: str, row: dict[str, Any]) -> None:
         self.results[kind].append(row)
@@ -236,7 +297,8 @@ def measure_shape(kit: Kit, row: ShapeRow) -> dict[str, Any]:
     kit.ensure_shape(row.model)
     settings = argparse.Namespace(steps=2 if kit.dry_run else None, octree=64 if kit.dry_run else 256,
                                   num_chunks=8000)
-    result = asdict(gpu_shape.measure(row.model, row.profile, settings, kit.device))
+    result = asdict(gpu_shape.measure(row.model, row.profile, settings, kit.device, views=row.views))
+    result["views"] = list(VIEW_KEYS[:row.views])
     result["steps"] = settings.steps or "model default"
     result["octree_resolution"] = settings.octree
     return result
@@ -245,19 +307,35 @@ def measure_shape(kit: Kit, row: ShapeRow) -> dict[str, Any]:
 def measure_texture(kit: Kit, row: TextureRow) -> dict[str, Any]:
     from bench import gpu_texture
 
-    if row.profile is not None:
-        raise NotImplementedError("texture rows with an mmgp profile need a texture backend that takes one")
     kit.ensure_texture(row.paint_model)
     backend, load_s = kit.texture_backend(row)
     size = DRY_TEXTURE_SIZE if kit.dry_run else row.texture_size
     name, module = next(iter(gpu_texture.rasterizers().items()))  # compiled where it imports, else torch
     measured = gpu_texture.measure(backend, kit.mesh(), _texture_image(), size, name, module, kit.device)
-    return {"paint_model": row.paint_model, "texture_size": size, "profile": row.profile,
+    return {"paint_model": row.paint_model, "texture_size": size,
             "rasterizer": measured.rasterizer, "load_s": load_s, **measured.stages,
             "total_s": measured.total_s, "peak_gib": measured.peak_gib}
 
 
-MEASURES: dict[str, Callable[[Kit, Any], dict[str, Any]]] = {"shape": measure_shape, "texture": measure_texture}
+def measure_profile(kit: Kit, row: ProfileRow) -> dict[str, Any]:
+    """One textured request through the service at ``row.profile`` (bench/gpu/profiles.py's
+    measure: both pipelines under that mmgp profile, the peak over the whole request)."""
+    from dataclasses import asdict
+
+    from bench.gpu import profiles
+
+    service = kit.service()
+    size = DRY_TEXTURE_SIZE if kit.dry_run else row.texture_size
+    settings = argparse.Namespace(steps=2 if kit.dry_run else None, octree=64 if kit.dry_run else 256,
+                                  texture_size=size)
+    measured = profiles.measure(service, row.profile, settings, kit.device)
+    return {**asdict(measured), "texture_size": size, "promise_gib": profiles.PROMISE_GIB[row.profile],
+            "within_promise": measured.within_promise, "steps": settings.steps or "model default",
+            "octree_resolution": settings.octree}
+
+
+MEASURES: dict[str, Callable[[Kit, Any], dict[str, Any]]] = {
+    "shape": measure_shape, "texture": measure_texture, "profile": measure_profile}
 
 
 # -- tables --------------------------------------------------------------------------------
@@ -275,7 +353,8 @@ def shape_table(rows: list[dict[str, Any]]) -> list[str]:
         if "error" in r or "skipped" in r:
             lines.append(f"{r['label']:<30} {r.get('error') or r.get('skipped')}")
             continue
-        lines.append(f"{r['variant']:<22} {r['profile']:>7} {_cell(r['load_s'], 8, 1)} {_cell(r['step_s'], 8, 3)} "
+        variant = r["variant"] + (f" +{len(r['views'])}v" if r.get("views") else "")
+        lines.append(f"{variant:<22} {r['profile']:>7} {_cell(r['load_s'], 8, 1)} {_cell(r['step_s'], 8, 3)} "
                      f"{_cell(r['decode_s'], 9)} {_cell(r['total_s'], 8)} {_cell(r['peak_gib'], 9)} {r['faces']:>8}")
     return lines
 
@@ -294,7 +373,21 @@ def texture_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-TABLES = {"shape": shape_table, "texture": texture_table}
+def profile_table(rows: list[dict[str, Any]]) -> list[str]:
+    """bench/gpu/profiles.py's table: ok is whether the reserved peak keeps the profile's promise."""
+    from bench.gpu import profiles
+
+    lines = [profiles.ROWS_HEADER]
+    for r in rows:
+        if "error" in r or "skipped" in r:
+            lines.append(f"{r['label']:<33} {r.get('error') or r.get('skipped')}")
+            continue
+        fields = {name: r[name] for name in profiles.Row.__dataclass_fields__}
+        lines.append(profiles.format_row(profiles.Row(**fields)))
+    return lines
+
+
+TABLES = {"shape": shape_table, "texture": texture_table, "profile": profile_table}
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -372,9 +465,9 @@ def run(args: argparse.Namespace) -> int:
             watchdog.cancel()
         kit.current = ""
         print()
-        for kind in ("shape", "texture"):
+        for kind in TABLES:
             print("\n".join(TABLES[kind](kit.results[kind])))
-        print(f"\nwrote {args.out}/shape.json and {args.out}/texture.json; "
+        print(f"\nwrote {', '.join(f'{args.out}/{kind}.json' for kind in TABLES)}; "
               f"{time.time() - args.started_at:.0f} s of the {args.budget_s:.0f} s budget used", flush=True)
     return 1 if failed else 0
 
@@ -403,12 +496,14 @@ def _run_rows(kit: Kit, rows: list[Any]) -> int:
             print(f"{label}: failed: {message}", flush=True)
             traceback.print_exc()
             kit.record(row.kind, {"label": label, "error": message[:500]})
-            kit.release_texture()
+            kit.release_all()
             gpu.empty_cache(kit.device)
         kit.measured[row.kind] = time.perf_counter() - start
         if row.kind == "texture" and not (isinstance(following, TextureRow)
                                           and following.paint_model == row.paint_model):
             kit.release_texture()  # its VRAM must not count in the next shape row's peak
+        if row.kind == "profile" and not isinstance(following, ProfileRow):
+            kit.release_service()
     return failed
 
 
@@ -420,7 +515,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="epoch seconds the budget counts from (run.sh passes its own start)")
     parser.add_argument("--plan", default="bench.gpu.plan:PLAN", help="module:NAME of the row list")
     parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "outputs" / "gpu-kit"),
-                        help="folder for shape.json and texture.json (default $OUT)")
+                        help="folder for shape.json, texture.json and profile.json (default $OUT)")
     args = parser.parse_args(argv)
     if args.started_at is None:
         args.started_at = time.time()

@@ -97,14 +97,14 @@ export OUT=$SIM/out
 mkdir -p "$OUT"
 # A roomy budget: on a loaded 2-core machine the CPU pass must not lose rows to it.
 PYTHON=$PY KIT_WHEELS=.whl-sim KIT_SITE=$SIM/site bash bench/gpu/run.sh --dry-run --budget-s 1800
-for f in shape.json texture.json; do
+for f in shape.json texture.json profile.json; do
   [ -s "$OUT/$f" ] || { echo "simulate.sh: run.sh wrote no $f" >&2; exit 1; }
 done
 "$PY" - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-failed = [row for f in ("shape.json", "texture.json") for row in json.loads((out / f).read_text())["rows"]
+failed = [row for f in ("shape.json", "texture.json", "profile.json") for row in json.loads((out / f).read_text())["rows"]
           if row.get("error") or row.get("skipped")]
 if failed:
     sys.exit(f"simulate.sh: {len(failed)} dry-run rows did not complete: {failed}")
