@@ -234,6 +234,8 @@ def test_a_failing_row_is_reported_and_the_next_rows_still_run(light_kit, monkey
     assert table[1].split() == ["5", "10.00", "10.50", "6", "30.0", "8.0", "10.0", "20.0", "NO"]
     assert table[2].split()[-3:] == ["RuntimeError:", "no", "room"] and table[-1].split()[-1] == "yes"
     assert "\n".join(table) in printed
+    cpu = kit.profile_table([{**profile_rows[0], "within_promise": None}])[1]  # the dry run: no CUDA peak
+    assert cpu.split()[-1] == "n/a" and cpu.split()[:-1] == table[1].split()[:-1]
 
 
 def test_rows_that_no_longer_fit_the_budget_are_skipped(light_kit, monkeypatch):

@@ -330,7 +330,8 @@ def measure_profile(kit: Kit, row: ProfileRow) -> dict[str, Any]:
                                   texture_size=size)
     measured = profiles.measure(service, row.profile, settings, kit.device)
     return {**asdict(measured), "texture_size": size, "promise_gib": profiles.PROMISE_GIB[row.profile],
-            "within_promise": measured.within_promise, "steps": settings.steps or "model default",
+            # No CUDA peak on CPU: whether the promise holds is unknown there, not "yes".
+            "within_promise": measured.within_promise if kit.device.startswith("cuda") else None, "steps": settings.steps or "model default",
             "octree_resolution": settings.octree}
 
 
@@ -383,7 +384,10 @@ def profile_table(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(f"{r['label']:<33} {r.get('error') or r.get('skipped')}")
             continue
         fields = {name: r[name] for name in profiles.Row.__dataclass_fields__}
-        lines.append(profiles.format_row(profiles.Row(**fields)))
+        line = profiles.format_row(profiles.Row(**fields))
+        if r.get("within_promise", True) is None:
+            line = line[:line.rstrip().rfind(" ")] + " n/a"
+        lines.append(line)
     return lines
 
 
