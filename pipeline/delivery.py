@@ -23,6 +23,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from .errors import OptionsError, PipelineError, echo
+from .settings import env_seconds
 
 DEFAULT_INLINE_BUDGET_MB = 7.5
 # The largest budget whose base64 (4/3) plus 10 kB of JSON fits 10 MiB: 7.85 MB.
@@ -80,14 +81,7 @@ class BucketConfig:
 
 def upload_timeout_s() -> float:
     """``HY3D_UPLOAD_TIMEOUT_S``: the bound on one whole upload, in seconds."""
-    raw = os.environ.get("HY3D_UPLOAD_TIMEOUT_S", "").strip()
-    try:
-        seconds = float(raw) if raw else DEFAULT_UPLOAD_TIMEOUT_S
-    except ValueError:
-        raise OptionsError(f"Environment variable HY3D_UPLOAD_TIMEOUT_S must be a number, got {echo(raw)}.") from None
-    if not 1 <= seconds <= 3600:
-        raise OptionsError(f"Environment variable HY3D_UPLOAD_TIMEOUT_S must be from 1 to 3600, got {echo(raw)}.")
-    return seconds
+    return env_seconds("HY3D_UPLOAD_TIMEOUT_S", DEFAULT_UPLOAD_TIMEOUT_S, at_least=1, at_most=3600)
 
 
 def inline_budget_bytes() -> int:

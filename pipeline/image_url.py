@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from .errors import ImageError, OptionsError
-from .settings import Settings
+from .settings import Settings, env_seconds
 
 MAX_REDIRECTS = 3
 DEFAULT_TIMEOUT_S = 15.0
@@ -96,16 +96,7 @@ def allow_private() -> bool:
 
 
 def timeout_seconds() -> float:
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise OptionsError(f"Environment variable {TIMEOUT_ENV} must be a number of seconds, got {raw[:40]!r}.") from None
-    if not 0 < value <= 300:
-        raise OptionsError(f"Environment variable {TIMEOUT_ENV} must be above 0 and at most 300, got {raw[:40]}.")
-    return value
+    return env_seconds(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, at_most=300)
 
 
 def check_url(url: str) -> Target:

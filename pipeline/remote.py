@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from .errors import ImageError, OptionsError, PipelineError
 from .options import GenerationOptions
 from .progress import ProgressCallback, null_progress
-from .settings import Settings, load_settings
+from .settings import Settings, env_seconds, load_settings
 from .types import GenerationResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,19 +59,6 @@ class TransientRemoteError(PipelineError):
 
 
 # -- configuration -----------------------------------------------------------
-def _env_seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise OptionsError(f"Environment variable {name} must be a number of seconds, got {raw!r}.") from None
-    if not value > 0 or value == float("inf"):
-        raise OptionsError(f"Environment variable {name} must be a positive number of seconds, got {raw}.")
-    return value
-
-
 @dataclass(frozen=True)
 class RemoteSettings:
     """Where remote jobs go and how long to wait for them."""
@@ -108,8 +95,8 @@ class RemoteSettings:
             endpoint_id=endpoint_id,
             api_key=api_key,
             base_url=base_url,
-            timeout_s=_env_seconds(env, "HY3D_REMOTE_TIMEOUT_S", DEFAULT_TIMEOUT_S),
-            poll_interval_s=_env_seconds(env, "HY3D_REMOTE_POLL_S", DEFAULT_POLL_S),
+            timeout_s=env_seconds("HY3D_REMOTE_TIMEOUT_S", DEFAULT_TIMEOUT_S, environ=env),
+            poll_interval_s=env_seconds("HY3D_REMOTE_POLL_S", DEFAULT_POLL_S, environ=env),
         )
 
     def describe(self) -> str:

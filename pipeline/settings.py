@@ -7,14 +7,47 @@ documented in the README's configuration table.
 
 from __future__ import annotations
 
+import math
 import os
+from typing import Mapping
 from dataclasses import dataclass
 
-from .errors import OptionsError
+from .errors import OptionsError, echo
 from .models import MODEL_CHOICES
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def env_seconds(
+    name: str,
+    default: float,
+    *,
+    above: float = 0.0,
+    at_least: float | None = None,
+    at_most: float = math.inf,
+    environ: Mapping[str, str] | None = None,
+) -> float:
+    """A seconds-valued variable: unset means ``default``; anything but a
+    finite number within the bounds (above ``above``, or from ``at_least``,
+    and at most ``at_most``) is one configuration sentence."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise OptionsError(f"Environment variable {name} must be a number of seconds, got {echo(raw)}.") from None
+    low_ok = value >= at_least if at_least is not None else value > above
+    if not (math.isfinite(value) and low_ok and value <= at_most):
+        if at_least is None and above == 0 and not math.isfinite(at_most):
+            rule = "a positive number of seconds"
+        else:
+            rule = "a number of seconds " + (f"from {at_least:g}" if at_least is not None else f"above {above:g}")
+            if math.isfinite(at_most):
+                rule += f" to {at_most:g}" if at_least is not None else f" and at most {at_most:g}"
+        raise OptionsError(f"Environment variable {name} must be {rule}, got {echo(raw)}.")
+    return value
 
 
 def env_int(name: str, default: int, minimum: int = 1) -> int:
