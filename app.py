@@ -100,7 +100,8 @@ def request_fields(
         "octree_resolution": as_int(octree_resolution),
         "num_chunks": as_int(num_chunks),
         # Dropdowns hand back the choice as shown; the schema wants an int.
-        "texture_size": int(texture_size) if isinstance(texture_size, str) and texture_size.isdigit()
+        "texture_size": int(texture_size)
+        if isinstance(texture_size, str) and texture_size.isdigit()
         else as_int(texture_size),
         "paint_model": paint_model,
         "smooth_normals": smooth_normals,
@@ -110,8 +111,10 @@ def request_fields(
 
 def stats_markdown(result: GenerationResult) -> str:
     lines = [
-        f"**Model** {result.model} · **seed** {result.seed} · **profile** {result.profile if result.profile is not None else 'n/a'}",
-        f"**Faces** {result.faces:,} · **vertices** {result.vertices:,} · **textured** {'yes' if result.textured else 'no'}",
+        f"**Model** {result.model} · **seed** {result.seed} · "
+        f"**profile** {result.profile if result.profile is not None else 'n/a'}",
+        f"**Faces** {result.faces:,} · **vertices** {result.vertices:,} · "
+        f"**textured** {'yes' if result.textured else 'no'}",
         f"**GLB** {result.file_size / 1e6:.2f} MB · **total** {result.execution_time:.2f} s",
         "",
         "| stage | seconds |",
@@ -145,9 +148,16 @@ def _schema_number(name: str, *, label: str, value=None):
     import gradio as gr
 
     spec = FIELDS_BY_NAME[name]
-    return _schema_checked(gr.Number(value=value, precision=0 if spec.kind is int else None,
-                                     minimum=spec.minimum, maximum=spec.maximum, label=label,
-                                     info=f"{spec.rule()}" + ("; empty = model default" if spec.nullable else "")))
+    return _schema_checked(
+        gr.Number(
+            value=value,
+            precision=0 if spec.kind is int else None,
+            minimum=spec.minimum,
+            maximum=spec.maximum,
+            label=label,
+            info=f"{spec.rule()}" + ("; empty = model default" if spec.nullable else ""),
+        )
+    )
 
 
 # Gradio 6's number box replaces a null value with 0 when it first renders
@@ -167,7 +177,7 @@ _RESTORE_EMPTY_BOXES_JS = """
 """
 
 
-def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
+def build_demo(pipeline: ImageTo3D | RemoteGenerator | None = None):
     """The Blocks UI over ``pipeline``: the local ImageTo3D by default, or a
     RemoteGenerator that sends each job to the deployed RunPod endpoint."""
     import gradio as gr
@@ -183,10 +193,26 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             notice = str(exc)
 
     def generate(
-        image, model, profile, generate_texture, remove_background, seed, randomize_seed,
-        max_faces, steps=None, guidance_scale=None, octree_resolution=None, num_chunks=None, texture_size=None,
-        paint_model=None, smooth_normals=None, history=None, view_left=None, view_back=None, view_right=None,
-        progress=gr.Progress(),
+        image,
+        model,
+        profile,
+        generate_texture,
+        remove_background,
+        seed,
+        randomize_seed,
+        max_faces,
+        steps=None,
+        guidance_scale=None,
+        octree_resolution=None,
+        num_chunks=None,
+        texture_size=None,
+        paint_model=None,
+        smooth_normals=None,
+        history=None,
+        view_left=None,
+        view_back=None,
+        view_right=None,
+        progress=gr.Progress(),  # noqa: B008 - Gradio injects its tracker where this default stands
     ):
         # None defaults make the empty "model default" boxes optional in
         # gradio_client's keyword form too: client.predict(image=..., model="draft").
@@ -201,13 +227,24 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             seed = random.randint(int(FIELDS_BY_NAME["seed"].minimum), int(FIELDS_BY_NAME["seed"].maximum))
         try:
             fields = request_fields(
-                model, profile, generate_texture, remove_background, seed, max_faces,
-                steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model, smooth_normals,
+                model,
+                profile,
+                generate_texture,
+                remove_background,
+                seed,
+                max_faces,
+                steps,
+                guidance_scale,
+                octree_resolution,
+                num_chunks,
+                texture_size,
+                paint_model,
+                smooth_normals,
             )
             # The app always asks for the preview: it feeds the history gallery.
             options = parse_options({**fields, "preview": True}, settings=settings)
             image_bytes = Path(image_path).read_bytes()
-            paths = dict(zip(VIEW_NAMES, (view_left, view_back, view_right)))
+            paths = dict(zip(VIEW_NAMES, (view_left, view_back, view_right), strict=True))
             views = {view: Path(path).read_bytes() for view, path in paths.items() if path}
 
             def report(stage: str, fraction: float, message: str = "") -> None:
@@ -227,9 +264,16 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                 raise gr.Error(app_guard.DISK_FULL_MESSAGE) from None
             raise gr.Error(describe_failure(exc)[0]) from None
         stats = {
-            "model": result.model, "seed": result.seed, "profile": result.profile, "faces": result.faces,
-            "vertices": result.vertices, "textured": result.textured, "file_size": result.file_size,
-            "execution_time": result.execution_time, "timings": result.timings, "warnings": result.warnings,
+            "model": result.model,
+            "seed": result.seed,
+            "profile": result.profile,
+            "faces": result.faces,
+            "vertices": result.vertices,
+            "textured": result.textured,
+            "file_size": result.file_size,
+            "execution_time": result.execution_time,
+            "timings": result.timings,
+            "warnings": result.warnings,
         }
         return str(path), str(path), stats_markdown(result), stats, options.seed, remember(history, result, path)
 
@@ -239,8 +283,10 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             return list(history or [])
         preview_path = glb_path.with_suffix(".png")
         preview_path.write_bytes(result.preview_png)
-        caption = (f"{result.model} · seed {result.seed} · {result.faces:,} faces · "
-                   f"{'textured' if result.textured else 'untextured'} · {result.execution_time:.1f} s")
+        caption = (
+            f"{result.model} · seed {result.seed} · {result.faces:,} faces · "
+            f"{'textured' if result.textured else 'untextured'} · {result.execution_time:.1f} s"
+        )
         return [(str(preview_path), caption), *(history or [])][:HISTORY_SIZE]
 
     ttl = result_ttl_s()
@@ -253,27 +299,46 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
             with gr.Column(scale=1):
                 # image_mode=None passes the uploaded file through untouched, so a
                 # transparent PNG keeps its alpha (and skips background removal).
-                image_input = gr.Image(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                 elem_id="input-image")
+                image_input = gr.Image(
+                    label="Image",
+                    type="filepath",
+                    image_mode=None,
+                    sources=["upload", "clipboard"],
+                    elem_id="input-image",
+                )
                 _guard_image_preprocess(image_input)
                 with gr.Accordion("Multi-view (optional: multi-view models)", open=False):
-                    gr.Markdown("The image above is the front; add any of left, back and right (hy3dgen's order: "
-                                "front, turned 90° clockwise, back, turned 270°). Views need a multi-view model: "
-                                f"{', '.join(MULTIVIEW_MODELS)}, or auto.")
+                    gr.Markdown(
+                        "The image above is the front; add any of left, back and right (hy3dgen's order: "
+                        "front, turned 90° clockwise, back, turned 270°). Views need a multi-view model: "
+                        f"{', '.join(MULTIVIEW_MODELS)}, or auto."
+                    )
                     with gr.Row():
                         view_images = [
-                            gr.Image(label=view.capitalize(), type="filepath", image_mode=None,
-                                     sources=["upload", "clipboard"], elem_id=f"view-{view}", height=160)
+                            gr.Image(
+                                label=view.capitalize(),
+                                type="filepath",
+                                image_mode=None,
+                                sources=["upload", "clipboard"],
+                                elem_id=f"view-{view}",
+                                height=160,
+                            )
                             for view in VIEW_NAMES
                         ]
                         for view_image in view_images:
                             _guard_image_preprocess(view_image)
                 model = gr.Dropdown(list(MODEL_CHOICES), value=settings.default_model, label="Model")
                 profile_spec = FIELDS_BY_NAME["profile"]
-                profile = _schema_checked(gr.Slider(profile_spec.minimum, profile_spec.maximum,
-                                                    value=settings.default_profile, step=1,
-                                                    label="Memory profile (mmgp)",
-                                                    info="1 = fastest, most VRAM; 5 = least VRAM"))
+                profile = _schema_checked(
+                    gr.Slider(
+                        profile_spec.minimum,
+                        profile_spec.maximum,
+                        value=settings.default_profile,
+                        step=1,
+                        label="Memory profile (mmgp)",
+                        info="1 = fastest, most VRAM; 5 = least VRAM",
+                    )
+                )
                 with gr.Row():
                     generate_texture = gr.Checkbox(value=True, label="Generate texture")
                     remove_background = gr.Checkbox(value=True, label="Remove background")
@@ -281,43 +346,82 @@ def build_demo(pipeline: "ImageTo3D | RemoteGenerator | None" = None):
                     seed = _schema_number("seed", label="Seed", value=FIELDS_BY_NAME["seed"].default)
                     randomize_seed = gr.Checkbox(value=False, label="Randomize seed")
                 max_faces_spec = FIELDS_BY_NAME["max_faces"]
-                max_faces = _schema_checked(gr.Slider(max_faces_spec.minimum, max_faces_spec.maximum,
-                                                      value=max_faces_spec.default, step=1000, label="Max faces"))
+                max_faces = _schema_checked(
+                    gr.Slider(
+                        max_faces_spec.minimum,
+                        max_faces_spec.maximum,
+                        value=max_faces_spec.default,
+                        step=1000,
+                        label="Max faces",
+                    )
+                )
                 with gr.Accordion("Advanced (Hunyuan3D models; empty = model default)", open=False) as advanced:
                     steps = _schema_number("steps", label="Steps")
                     guidance_scale = _schema_number("guidance_scale", label="Guidance scale")
                     octree_resolution = _schema_number("octree_resolution", label="Octree resolution")
                     num_chunks = _schema_number("num_chunks", label="Num chunks")
-                    texture_size = gr.Dropdown(list(TEXTURE_SIZES), value=FIELDS_BY_NAME["texture_size"].default,
-                                               label="Texture size (px)")
-                    paint_model = gr.Dropdown(list(PAINT_MODELS), value=FIELDS_BY_NAME["paint_model"].default,
-                                              label="Paint model")
-                    smooth_normals = gr.Checkbox(value=FIELDS_BY_NAME["smooth_normals"].default,
-                                                 label="Smooth normals (+12 bytes a vertex)")
+                    texture_size = gr.Dropdown(
+                        list(TEXTURE_SIZES), value=FIELDS_BY_NAME["texture_size"].default, label="Texture size (px)"
+                    )
+                    paint_model = gr.Dropdown(
+                        list(PAINT_MODELS), value=FIELDS_BY_NAME["paint_model"].default, label="Paint model"
+                    )
+                    smooth_normals = gr.Checkbox(
+                        value=FIELDS_BY_NAME["smooth_normals"].default, label="Smooth normals (+12 bytes a vertex)"
+                    )
                 button = gr.Button("Generate", variant="primary", elem_id="generate-button")
             with gr.Column(scale=1):
-                viewer = gr.Model3D(label="Preview", clear_color=(0.92, 0.92, 0.92, 1.0), height=480,
-                                    elem_id="model-viewer")
+                viewer = gr.Model3D(
+                    label="Preview", clear_color=(0.92, 0.92, 0.92, 1.0), height=480, elem_id="model-viewer"
+                )
                 download = gr.File(label="Download GLB", elem_id="glb-download")
                 stats = gr.Markdown(elem_id="stats")
                 stats_json = gr.JSON(visible=False)
         history = gr.State([])
-        gallery = gr.Gallery(label=f"Recent results (last {HISTORY_SIZE}, newest first)", columns=HISTORY_SIZE,
-                             height=200, object_fit="contain", elem_id="history-gallery")
+        gallery = gr.Gallery(
+            label=f"Recent results (last {HISTORY_SIZE}, newest first)",
+            columns=HISTORY_SIZE,
+            height=200,
+            object_fit="contain",
+            elem_id="history-gallery",
+        )
         button.click(
             generate,
-            inputs=[image_input, model, profile, generate_texture, remove_background, seed, randomize_seed,
-                    max_faces, steps, guidance_scale, octree_resolution, num_chunks, texture_size, paint_model,
-                    smooth_normals, history, *view_images],
+            inputs=[
+                image_input,
+                model,
+                profile,
+                generate_texture,
+                remove_background,
+                seed,
+                randomize_seed,
+                max_faces,
+                steps,
+                guidance_scale,
+                octree_resolution,
+                num_chunks,
+                texture_size,
+                paint_model,
+                smooth_normals,
+                history,
+                *view_images,
+            ],
             outputs=[viewer, download, stats, stats_json, seed, history],
             api_name="generate",
         ).then(lambda items: items, inputs=[history], outputs=[gallery], api_visibility="private")
         # Empty "model default" boxes stay empty (None) once the accordion opens.
         nullable_boxes = [steps, guidance_scale, octree_resolution, num_chunks]
-        advanced.expand(None, inputs=nullable_boxes, outputs=nullable_boxes, js=_RESTORE_EMPTY_BOXES_JS,
-                        queue=False, api_visibility="private")
-        advanced.collapse(None, inputs=nullable_boxes, outputs=None, js=_RECORD_EMPTY_BOXES_JS,
-                          queue=False, api_visibility="private")
+        advanced.expand(
+            None,
+            inputs=nullable_boxes,
+            outputs=nullable_boxes,
+            js=_RESTORE_EMPTY_BOXES_JS,
+            queue=False,
+            api_visibility="private",
+        )
+        advanced.collapse(
+            None, inputs=nullable_boxes, outputs=None, js=_RECORD_EMPTY_BOXES_JS, queue=False, api_visibility="private"
+        )
     queue_size = env_int("HY3D_QUEUE_SIZE", DEFAULT_QUEUE_SIZE)
     demo.queue(default_concurrency_limit=1, max_size=queue_size)
     sweeper = app_guard.Sweeper(_output_dir(), ttl).start()
@@ -357,7 +461,7 @@ def resolve_bind(host: str | None, port: int | None, env=os.environ) -> tuple[st
     return host, port
 
 
-def _on_close(demo, sweeper: "app_guard.Sweeper") -> None:
+def _on_close(demo, sweeper: app_guard.Sweeper) -> None:
     """Stop the sweeper and delete this process's results when the app closes."""
     close = demo.close
 
@@ -384,31 +488,42 @@ def launch_kwargs(auth: tuple[str, str] | None = None) -> dict[str, Any]:
         "auth": auth,
         "max_file_size": limit,
         "app_kwargs": {
-            "openapi_url": None, "docs_url": None, "redoc_url": None,
-            "middleware": [Middleware(app_guard.AppGuard, auth=auth is not None, throttle=throttle,
-                                      max_upload_bytes=limit)],
+            "openapi_url": None,
+            "docs_url": None,
+            "redoc_url": None,
+            "middleware": [
+                Middleware(app_guard.AppGuard, auth=auth is not None, throttle=throttle, max_upload_bytes=limit)
+            ],
         },
     }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Image-to-3D Gradio app. Every flag has an environment variable (README, 'Configuration').")
-    parser.add_argument("--host", default=None,
-                        help=f"bind address (default {DEFAULT_HOST}; env HY3D_HOST, else GRADIO_SERVER_NAME)")
-    parser.add_argument("--port", type=int, default=None,
-                        help=f"port (default {DEFAULT_PORT}; env HY3D_PORT, else GRADIO_SERVER_PORT)")
-    parser.add_argument("--auth", default=os.environ.get("HY3D_AUTH"),
-                        help="basic auth as user:password (default: none; env HY3D_AUTH)")
-    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
-                        default=os.environ.get("HY3D_WARM_UP", "1").strip().lower() not in ("0", "false", "no"),
-                        help="skip the start-up warm-up job (default: warm up; env HY3D_WARM_UP=0 skips it)")
+        description="Image-to-3D Gradio app. Every flag has an environment variable (README, 'Configuration')."
+    )
+    parser.add_argument(
+        "--host", default=None, help=f"bind address (default {DEFAULT_HOST}; env HY3D_HOST, else GRADIO_SERVER_NAME)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"port (default {DEFAULT_PORT}; env HY3D_PORT, else GRADIO_SERVER_PORT)"
+    )
+    parser.add_argument(
+        "--auth", default=os.environ.get("HY3D_AUTH"), help="basic auth as user:password (default: none; env HY3D_AUTH)"
+    )
+    parser.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        default=os.environ.get("HY3D_WARM_UP", "1").strip().lower() not in ("0", "false", "no"),
+        help="skip the start-up warm-up job (default: warm up; env HY3D_WARM_UP=0 skips it)",
+    )
     args = parser.parse_args(argv)
     args.host, args.port = resolve_bind(args.host, args.port)
     return args
 
 
-def warm_up(pipeline: "ImageTo3D") -> float:
+def warm_up(pipeline: ImageTo3D) -> float:
     """Pay at start-up what the first job would otherwise pay: the configured
     model's load, then one tiny draft job through every stage (OpenCV,
     scikit-image, VTK, trimesh and the GLB writer import and warm their

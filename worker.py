@@ -95,7 +95,7 @@ def handler(job: dict) -> dict[str, Any]:
     and the result is lost, when it cannot encode one)."""
     try:
         response = _handle(job)
-    except BaseException as exc:  # noqa: BLE001 - even a failure to describe a failure must not escape
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         log.exception("job failed outside the pipeline")
@@ -143,12 +143,16 @@ def _handle(job: dict) -> dict[str, Any]:
             budget -= 3 * -(-len(result.preview_png) // 3)  # base64's 4 characters per 3 bytes, in GLB bytes
         reexport = (lambda quality, size: pipeline.reexport(result, quality, size)) if result.textured else None
         delivery = deliver(
-            result.glb, options.output, reexport=reexport, budget=budget, bucket=bucket,
+            result.glb,
+            options.output,
+            reexport=reexport,
+            budget=budget,
+            bucket=bucket,
             prefix=str(job.get("id") or "job"),
         )
         progress("export", 1.0, f"Delivered {delivery.method}")
         return to_response(result, delivery)
-    except Exception as exc:  # noqa: BLE001 - the worker must keep serving
+    except Exception as exc:
         if not isinstance(exc, PipelineError):
             log.exception("job failed")
         message, restart = describe_failure(exc)
@@ -218,15 +222,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     runpod's own (its SDK parses sys.argv again when it starts); anything
     else is an error instead of being silently ignored."""
     parser = argparse.ArgumentParser(
-        prog="python worker.py", description=WORKER_DESCRIPTION, epilog=WORKER_ENV_HELP,
+        prog="python worker.py",
+        description=WORKER_DESCRIPTION,
+        epilog=WORKER_ENV_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--test_input", metavar="JSON", help='run one job, e.g. \'{"input": {"image": ...}}\'')
     parser.add_argument("--rp_serve_api", action="store_true", help="serve RunPod's local API instead")
     parser.add_argument("--rp_api_host", default="localhost", metavar="HOST", help="API server host (localhost)")
     parser.add_argument("--rp_api_port", type=int, default=8000, metavar="PORT", help="API server port (8000)")
-    parser.add_argument("--rp_api_concurrency", type=int, default=1, metavar="N",
-                        help="API server workers; runpod supports only 1")
+    parser.add_argument(
+        "--rp_api_concurrency", type=int, default=1, metavar="N", help="API server workers; runpod supports only 1"
+    )
     parser.add_argument("--rp_log_level", metavar="LEVEL", help="SDK log level: ERROR, WARN, INFO or DEBUG")
     parser.add_argument("--rp_debugger", action="store_true", help="runpod's debugger output")
     return parser.parse_args(argv)
@@ -254,8 +261,9 @@ def bound_runpod_shutdown() -> None:
     then the process exits. runpod is pinned (requirements.txt) and
     tests/test_shutdown.py runs this path against a loopback job server.
     """
-    from pipeline import shutdown
     from runpod.serverless.modules import rp_scale
+
+    from pipeline import shutdown
 
     original = rp_scale.JobScaler.handle_shutdown
     if getattr(original, "_hy3d_wrapped", False):
@@ -263,8 +271,7 @@ def bound_runpod_shutdown() -> None:
 
     def handle_shutdown(self, signum, frame):
         original(self, signum, frame)
-        shutdown.exit_when_idle(lambda: self.job_progress.get_job_count() > 0,
-                                shutdown.DEFAULT_STOP_GRACE_S, "worker")
+        shutdown.exit_when_idle(lambda: self.job_progress.get_job_count() > 0, shutdown.DEFAULT_STOP_GRACE_S, "worker")
 
     handle_shutdown._hy3d_wrapped = True
     rp_scale.JobScaler.handle_shutdown = handle_shutdown
@@ -281,14 +288,16 @@ def main() -> None:
     preload.start()
     try:
         ready = startup_check()
-    except Exception as exc:  # noqa: BLE001 - start-up ends with one line, not a traceback
+    except Exception as exc:
         if not isinstance(exc, PipelineError):
             log.exception("worker start-up failed")
         message = describe_failure(exc)[0]
         if not (isinstance(exc, PipelineError) and _one_local_job(args)):
             print(f"worker start-up failed: {message}", file=sys.stderr, flush=True)
             raise SystemExit(1) from None
-        ready = f"worker start-up: {message} Running the local test job anyway; it fails only if it needs those weights."
+        ready = (
+            f"worker start-up: {message} Running the local test job anyway; it fails only if it needs those weights."
+        )
     print(ready, flush=True)
     preload.join()
     import runpod

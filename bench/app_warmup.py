@@ -61,13 +61,22 @@ def run_mode(warm_up: bool, jobs: int, image: str, timeout: float = 300.0) -> tu
     from gradio_client import Client, handle_file
 
     port = _free_port()
-    env = {**os.environ, "HY3D_WARM_UP": "1" if warm_up else "0", "GRADIO_ANALYTICS_ENABLED": "False",
-           "HY3D_MODEL": "draft"}
+    env = {
+        **os.environ,
+        "HY3D_WARM_UP": "1" if warm_up else "0",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HY3D_MODEL": "draft",
+    }
     with tempfile.TemporaryDirectory() as tmp:
         env["GRADIO_TEMP_DIR"] = tmp
         log = open(Path(tmp) / "app.log", "wb")
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             url = f"http://127.0.0.1:{port}/"
             deadline = time.monotonic() + timeout
@@ -83,8 +92,9 @@ def run_mode(warm_up: bool, jobs: int, image: str, timeout: float = 300.0) -> tu
             seconds, pipeline = [], []
             for _ in range(jobs):
                 start = time.perf_counter()
-                *_, stats, _seed = client.predict(image=handle_file(image), model="draft", max_faces=40000,
-                                                  api_name="/generate")
+                *_, stats, _seed = client.predict(
+                    image=handle_file(image), model="draft", max_faces=40000, api_name="/generate"
+                )
                 seconds.append(time.perf_counter() - start)
                 pipeline.append(stats["execution_time"])
             return seconds, pipeline
@@ -109,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             seconds, pipeline = run_mode(on, max(2, args.jobs), image)
             warm = statistics.median(seconds[1:])
             ratios[mode] = seconds[0] / warm
-            print(f"warm-up {mode:<3} first {seconds[0]:.2f} s, warm median {warm:.2f} s "
-                  f"(runs: {', '.join(f'{s:.2f}' for s in seconds)}; pipeline's own: "
-                  f"{', '.join(f'{s:.2f}' for s in pipeline)}), first/warm {ratios[mode]:.2f}")
+            print(
+                f"warm-up {mode:<3} first {seconds[0]:.2f} s, warm median {warm:.2f} s "
+                f"(runs: {', '.join(f'{s:.2f}' for s in seconds)}; pipeline's own: "
+                f"{', '.join(f'{s:.2f}' for s in pipeline)}), first/warm {ratios[mode]:.2f}"
+            )
     print(f"first_over_warm_on={ratios['on']:.2f} first_over_warm_off={ratios['off']:.2f}")
     return 0
 

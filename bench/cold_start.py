@@ -50,8 +50,20 @@ def ready_time(env: dict, timeout: float = 120.0) -> tuple[float, float]:
     port = free_port()
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", str(port)],
-        cwd=env["HY3DGEN_MODELS"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            str(ROOT / "worker.py"),
+            "--rp_serve_api",
+            "--rp_api_host",
+            "127.0.0.1",
+            "--rp_api_port",
+            str(port),
+        ],
+        cwd=env["HY3DGEN_MODELS"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         while time.perf_counter() - start < timeout:
@@ -84,8 +96,16 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         write_tiny_shape_model(Path(tmp), shape="sphere")
-        env = dict(os.environ, HY3DGEN_MODELS=tmp, HY3D_MODEL=args.model, HY3D_DEVICE="cpu",
-                   RUNPOD_LOG_LEVEL="INFO", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ,
+            HY3DGEN_MODELS=tmp,
+            HY3D_MODEL=args.model,
+            HY3D_DEVICE="cpu",
+            RUNPOD_LOG_LEVEL="INFO",
+            HF_HUB_OFFLINE="1",
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=str(ROOT),
+        )
         env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
         timed_python("import worker", env)  # warm the OS file cache and .pyc files once
         imports, eager, floors, readies, loads = [], [], [], [], []
@@ -103,10 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"baseline: eager imports    median {med(eager):.2f} s  (torch, hy3dgen, rembg, gradio, runpod)")
     print(f"model load + warm-ups      median {med(loads):.2f} s  (worker's own load_s)")
     print(f"process start -> ready     median {med(readies):.2f} s  (runs: {', '.join(f'{x:.2f}' for x in readies)})")
-    print(f"floor: import hy3dgen      median {med(floors):.2f} s  (runs: {', '.join(f'{x:.2f}' for x in floors)}; "
-          f"python start included)")
-    print(f"worker's share of ready    {med(readies) - med(floors):.2f} s  (ready minus floor: our code, VTK warm-up, "
-          f"reading the tiny weights)")
+    print(
+        f"floor: import hy3dgen      median {med(floors):.2f} s  (runs: {', '.join(f'{x:.2f}' for x in floors)}; "
+        f"python start included)"
+    )
+    print(
+        f"worker's share of ready    {med(readies) - med(floors):.2f} s  (ready minus floor: our code, VTK warm-up, "
+        f"reading the tiny weights)"
+    )
     print(f"import speed-up vs eager   {med(eager) / med(imports):.1f}x")
     print(f"ready_s={med(readies):.2f} import_s={med(imports):.2f}")
 

@@ -38,8 +38,14 @@ def _smooth_union(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
 
 
 # Small detached pieces, like the specks the decoder leaves around a subject.
-_FLOATERS = [((-0.75, 0.7, 0.3), 0.03), ((0.8, 0.8, -0.4), 0.025), ((-0.8, -0.85, -0.5), 0.04),
-             ((0.1, 0.9, 0.75), 0.02), ((-0.6, -0.2, 0.8), 0.03), ((0.85, -0.8, 0.6), 0.035)]
+_FLOATERS = [
+    ((-0.75, 0.7, 0.3), 0.03),
+    ((0.8, 0.8, -0.4), 0.025),
+    ((-0.8, -0.85, -0.5), 0.04),
+    ((0.1, 0.9, 0.75), 0.02),
+    ((-0.6, -0.2, 0.8), 0.03),
+    ((0.85, -0.8, 0.6), 0.035),
+]
 
 
 def subject_sdf(p: np.ndarray) -> np.ndarray:
@@ -50,16 +56,21 @@ def subject_sdf(p: np.ndarray) -> np.ndarray:
     head = np.linalg.norm(p - np.asarray((0.0, 0.66, 0.0), np.float32), axis=-1) - 0.28
     d = _smooth_union(body, head, 0.08)
     # surface detail so decimation has something to lose
-    bumps = (np.sin(23 * p[..., 0]) * np.sin(19 * p[..., 1]) * np.sin(21 * p[..., 2])
-             + 0.5 * np.sin(57 * p[..., 0] + 31 * p[..., 2]) * np.sin(43 * p[..., 1]))
+    bumps = np.sin(23 * p[..., 0]) * np.sin(19 * p[..., 1]) * np.sin(21 * p[..., 2]) + 0.5 * np.sin(
+        57 * p[..., 0] + 31 * p[..., 2]
+    ) * np.sin(43 * p[..., 1])
     d = d + 0.008 * bumps
     d = np.minimum(d, _torus_xy(p, (0.62, -0.12, 0.0), 0.24, 0.05))
     for a, b in [((-0.22, -0.6, 0.0), (-0.3, -0.94, 0.05)), ((0.22, -0.6, 0.0), (0.32, -0.94, -0.05))]:
         d = np.minimum(d, _capsule(p, a, b, 0.035))
     for a, b in [((-0.08, 0.85, 0.0), (-0.3, 0.99, 0.1)), ((0.08, 0.85, 0.0), (0.32, 0.99, -0.1))]:
         d = np.minimum(d, _capsule(p, a, b, 0.009))
-    fin = np.maximum.reduce([np.abs(p[..., 2] + 0.05) - 0.006,
-                             np.linalg.norm(p[..., :2] - np.asarray((-0.55, 0.1), np.float32), axis=-1) - 0.3])
+    fin = np.maximum.reduce(
+        [
+            np.abs(p[..., 2] + 0.05) - 0.006,
+            np.linalg.norm(p[..., :2] - np.asarray((-0.55, 0.1), np.float32), axis=-1) - 0.3,
+        ]
+    )
     d = np.minimum(d, fin)
     for c, r in _FLOATERS:
         d = np.minimum(d, np.linalg.norm(p - np.asarray(c, np.float32), axis=-1) - r)
@@ -81,7 +92,7 @@ def subject_grid(resolution: int, *, nan_band: float | None = 3.0, chunk: int = 
     grid = np.empty((n, n, n), np.float32)
     yz = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1)  # (n, n, 2)
     for start in range(0, n, chunk):
-        xs = axis[start:start + chunk]
+        xs = axis[start : start + chunk]
         p = np.empty((len(xs), n, n, 3), np.float32)
         p[..., 0] = xs[:, None, None]
         p[..., 1:] = yz[None]
@@ -89,7 +100,7 @@ def subject_grid(resolution: int, *, nan_band: float | None = 3.0, chunk: int = 
         logits = -sdf * (1.0 / voxel)  # ~1 logit per voxel, like a sharp decoder
         if nan_band is not None:
             logits[np.abs(sdf) > nan_band * voxel] = np.nan
-        grid[start:start + chunk] = logits
+        grid[start : start + chunk] = logits
     return grid
 
 
@@ -121,9 +132,11 @@ def detailed_texture(size: int, seed: int = 0) -> np.ndarray:
     img = np.empty((base, base, 3), np.float32)
     for c in range(3):
         f1, f2, f3 = rng.uniform(2, 9, 3)
-        img[..., c] = (0.5 + 0.25 * np.sin(2 * np.pi * (f1 * xx + rng.uniform()))
-                       * np.cos(2 * np.pi * (f2 * yy + rng.uniform()))
-                       + 0.1 * np.sin(2 * np.pi * f3 * 7 * (xx + yy)))
+        img[..., c] = (
+            0.5
+            + 0.25 * np.sin(2 * np.pi * (f1 * xx + rng.uniform())) * np.cos(2 * np.pi * (f2 * yy + rng.uniform()))
+            + 0.1 * np.sin(2 * np.pi * f3 * 7 * (xx + yy))
+        )
     img += rng.normal(0, 0.03, img.shape).astype(np.float32)  # texture grain of the painted views
     small = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
     full = np.asarray(small.resize((size, size), Image.Resampling.BICUBIC), np.float32) / 255

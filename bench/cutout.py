@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -39,6 +39,7 @@ class Sample:
 
 
 # -- foregrounds: (rgb, alpha) on their own canvas ----------------------------
+
 
 def _texture(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(img[..., :3]), (w, h), interpolation=cv2.INTER_AREA)
@@ -104,11 +105,16 @@ def _product(h: int = 360, w: int = 420) -> tuple[np.ndarray, np.ndarray]:
 
 
 FOREGROUNDS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
-    "horse": _horse, "ball": _ball, "figure": _figure, "vase": _vase, "product": _product,
+    "horse": _horse,
+    "ball": _ball,
+    "figure": _figure,
+    "vase": _vase,
+    "product": _product,
 }
 
 
 # -- backgrounds ---------------------------------------------------------------
+
 
 def _tint(gray: np.ndarray, colour: tuple[float, float, float], size: int) -> np.ndarray:
     g = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
@@ -143,8 +149,9 @@ def ambiguous_backgrounds(size: int) -> dict[str, np.ndarray]:
     return {"coffee_blur": _blurred(data.coffee(), size), "astronaut_blur": _blurred(data.astronaut(), size)}
 
 
-def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, rng: np.random.Generator,
-              off_bottom: bool | None = None) -> Sample:
+def composite(
+    fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, rng: np.random.Generator, off_bottom: bool | None = None
+) -> Sample:
     """Place ``fg`` at 55-80 % of the frame, centred with jitter; one in three
     placements sits on the bottom edge (a subject cut by the frame)."""
     size = bg.shape[0]
@@ -162,8 +169,8 @@ def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, rng: np.random.
     truth = np.zeros((size, size), np.float32)
     ys, ye = y0, min(size, y0 + h)
     a = a_s[: ye - ys, :, None]
-    out[ys:ye, x0:x0 + w] = a * fg_s[: ye - ys] + (1 - a) * out[ys:ye, x0:x0 + w]
-    truth[ys:ye, x0:x0 + w] = a[..., 0]
+    out[ys:ye, x0 : x0 + w] = a * fg_s[: ye - ys] + (1 - a) * out[ys:ye, x0 : x0 + w]
+    truth[ys:ye, x0 : x0 + w] = a[..., 0]
     return Sample("", np.clip(out, 0, 255).astype(np.uint8), truth > 0.5)
 
 
@@ -186,6 +193,7 @@ def samples(size: int = 512, quick: bool = False, ambiguous: bool = False) -> li
 
 # -- the previous fallback, kept verbatim as the baseline -----------------------
 
+
 def old_cutout(img: Image.Image, seed: int = 0) -> np.ndarray:
     """The GrabCut fallback as it was before this bench (rectangle init 3 %
     inset, 3 iterations, open/close, largest component), seeded so the
@@ -193,15 +201,25 @@ def old_cutout(img: Image.Image, seed: int = 0) -> np.ndarray:
     rgb = np.asarray(img.convert("RGB"))
     h0, w0 = rgb.shape[:2]
     scale = min(1.0, 320 / max(w0, h0))
-    small = rgb if scale == 1.0 else cv2.resize(
-        rgb, (max(1, round(w0 * scale)), max(1, round(h0 * scale))), interpolation=cv2.INTER_AREA)
+    small = (
+        rgb
+        if scale == 1.0
+        else cv2.resize(rgb, (max(1, round(w0 * scale)), max(1, round(h0 * scale))), interpolation=cv2.INTER_AREA)
+    )
     h, w = small.shape[:2]
     inset = max(2, round(0.03 * min(h, w)))
     labels = np.zeros((h, w), np.uint8)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(seed)
-    cv2.grabCut(np.ascontiguousarray(small), labels, (inset, inset, w - 2 * inset, h - 2 * inset), bgd, fgd, 3,
-                cv2.GC_INIT_WITH_RECT)
+    cv2.grabCut(
+        np.ascontiguousarray(small),
+        labels,
+        (inset, inset, w - 2 * inset, h - 2 * inset),
+        bgd,
+        fgd,
+        3,
+        cv2.GC_INIT_WITH_RECT,
+    )
     mask = np.where((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
     k = max(3, (min(h, w) // 128) * 2 + 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
@@ -257,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     n = len(totals["old"])
     odd = score(samples(args.size, args.quick, ambiguous=True))
     if odd["old"]:
-        print(f"backgrounds with a subject of their own (not in the means): old {np.mean(odd['old']):.3f}, "
-              f"new {np.mean(odd['new']):.3f}")
+        print(
+            f"backgrounds with a subject of their own (not in the means): old {np.mean(odd['old']):.3f}, "
+            f"new {np.mean(odd['new']):.3f}"
+        )
         n += len(odd["old"])
     print(f"mean seconds per image: old {seconds['old'] / n:.3f}, new {seconds['new'] / n:.3f}")
     print(f"astronaut head box kept: old {head_kept(old_cutout):.2f}, new {head_kept(new_cutout):.2f}")

@@ -10,6 +10,7 @@ can read it; ``--quick`` runs each of 256 and 1024 once.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -20,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.backends.draft import inflate_silhouette  # noqa: E402
+from pipeline.backends.draft import inflate_silhouette
 
 MAX_FACES = 40000
 
@@ -35,12 +36,14 @@ def figure_image(size: int) -> np.ndarray:
 
     cv2.circle(alpha, pt(256, 90), round(48 * s), 255, -1, cv2.LINE_AA)  # head
     cv2.ellipse(alpha, pt(256, 230), (round(62 * s), round(95 * s)), 0, 0, 360, 255, -1, cv2.LINE_AA)  # torso
-    limbs = [((215, 170), (120, 230), (90, 320)),  # left arm, bent
-             ((297, 170), (400, 150), (450, 80)),  # right arm, raised
-             ((230, 300), (200, 400), (190, 480)),  # left leg
-             ((282, 300), (330, 390), (370, 470))]  # right leg
+    limbs = [
+        ((215, 170), (120, 230), (90, 320)),  # left arm, bent
+        ((297, 170), (400, 150), (450, 80)),  # right arm, raised
+        ((230, 300), (200, 400), (190, 480)),  # left leg
+        ((282, 300), (330, 390), (370, 470)),
+    ]  # right leg
     for joints in limbs:
-        for a, b in zip(joints, joints[1:]):
+        for a, b in itertools.pairwise(joints):
             cv2.line(alpha, pt(*a), pt(*b), 255, max(1, round(34 * s)), cv2.LINE_AA)
     cv2.circle(alpha, pt(90, 330), round(22 * s), 255, -1, cv2.LINE_AA)  # hand
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size

@@ -27,9 +27,18 @@ def main(argv=None) -> int:
     parser.add_argument("--examples", type=int, default=2000)
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="hy3d-fuzz-"))
-    os.environ.update({"HY3DGEN_MODELS": str(scratch), "HF_HOME": str(scratch), "RUNPOD_HF_CACHE": str(scratch),
-                       "HF_HUB_OFFLINE": "1", "HY3D_MODEL": "draft", "HY3D_DEVICE": "cpu",
-                       "RUNPOD_LOG_LEVEL": "ERROR", "OMP_NUM_THREADS": "1"})
+    os.environ.update(
+        {
+            "HY3DGEN_MODELS": str(scratch),
+            "HF_HOME": str(scratch),
+            "RUNPOD_HF_CACHE": str(scratch),
+            "HF_HUB_OFFLINE": "1",
+            "HY3D_MODEL": "draft",
+            "HY3D_DEVICE": "cpu",
+            "RUNPOD_LOG_LEVEL": "ERROR",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     os.environ["HY3D_FUZZ_EXAMPLES"] = str(args.examples)
     sys.path.insert(0, str(ROOT))
     import base64
@@ -45,8 +54,12 @@ def main(argv=None) -> int:
     image = base64.b64encode(make_subject_png(64)).decode()
     counts = {"model": 0, "error": 0}
 
-    @settings(max_examples=args.examples, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=args.examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(_payloads(image))
     def prop(payload):
         response = worker.handler({"id": "fuzz", "input": payload})

@@ -9,9 +9,9 @@ import argparse
 import gc
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 
 def param_count(module) -> int:
@@ -66,8 +66,9 @@ def models_root(prefix: str) -> Iterator[Path]:
                 os.environ["HY3DGEN_MODELS"] = previous
 
 
-def main(script: str, args: argparse.Namespace, dry_run: Callable[[], object],
-         run: Callable[[argparse.Namespace], object]) -> int:
+def main(
+    script: str, args: argparse.Namespace, dry_run: Callable[[], object], run: Callable[[argparse.Namespace], object]
+) -> int:
     """``--dry-run`` anywhere; otherwise the measured run, or one line and exit 0 without CUDA."""
     if args.dry_run:
         dry_run()

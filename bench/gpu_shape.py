@@ -25,10 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import gpu_common as gpu  # noqa: E402
+from bench import gpu_common as gpu
 
-VARIANTS = {"standard": "hunyuan3d-2", "turbo": "hunyuan3d-2-turbo", "fast": "hunyuan3d-2-fast",
-            "multiview": "hunyuan3d-2mv"}
+VARIANTS = {
+    "standard": "hunyuan3d-2",
+    "turbo": "hunyuan3d-2-turbo",
+    "fast": "hunyuan3d-2-fast",
+    "multiview": "hunyuan3d-2mv",
+}
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Row:
 
 # -- dry run ------------------------------------------------------------------
 
+
 def dry_run() -> dict[str, dict[str, int]]:
     """Instantiate the full-size configs on the meta device (no memory, no
     weights) and return parameter counts per variant and component."""
@@ -55,11 +60,13 @@ def dry_run() -> dict[str, dict[str, int]]:
 
     counts: dict[str, dict[str, int]] = {}
     with torch.device("meta"):
-        for variant, name in VARIANTS.items():
-            config = shape_config(FULL_DIMS, turbo=variant == "turbo", fast=variant == "fast",
-                                  multiview=variant == "multiview")
-            counts[variant] = {part: gpu.param_count(instantiate_from_config(config[part]))
-                               for part in ("model", "vae", "conditioner")}
+        for variant in VARIANTS:
+            config = shape_config(
+                FULL_DIMS, turbo=variant == "turbo", fast=variant == "fast", multiview=variant == "multiview"
+            )
+            counts[variant] = {
+                part: gpu.param_count(instantiate_from_config(config[part])) for part in ("model", "vae", "conditioner")
+            }
             if variant == "turbo":
                 counts[variant]["turbo_vae"] = gpu.param_count(instantiate_from_config(vae_config(FULL_DIMS)))
     for variant, parts in counts.items():
@@ -69,6 +76,7 @@ def dry_run() -> dict[str, dict[str, int]]:
 
 
 # -- the measured run -----------------------------------------------------------
+
 
 def write_checkpoints(root: Path, dims, device: str, variants=tuple(VARIANTS)) -> None:
     """Random checkpoints of size ``dims`` for ``variants``, built on ``device``
@@ -105,8 +113,9 @@ def subject_views(variant: str, count: int | None = None) -> dict | None:
     return dict(list(views.items())[:count]) or None
 
 
-def measure(variant: str, profile: int, args: argparse.Namespace, device: str = "cuda",
-            views: int | None = None) -> Row:
+def measure(
+    variant: str, profile: int, args: argparse.Namespace, device: str = "cuda", views: int | None = None
+) -> Row:
     """Load the variant (a key of ``VARIANTS`` or a model name) with ``profile``
     and warm up in a first request, then time a second one. ``views``: how
     many extra views to send (default: three for ``multiview``, else none)."""
@@ -114,8 +123,9 @@ def measure(variant: str, profile: int, args: argparse.Namespace, device: str = 
     from pipeline.options import parse_options
 
     backend = HunyuanShapeBackend(VARIANTS.get(variant, variant), device=device)  # a key or a model name
-    warm = parse_options({"profile": profile, "steps": 2, "octree_resolution": min(128, args.octree),
-                          "generate_texture": False})
+    warm = parse_options(
+        {"profile": profile, "steps": 2, "octree_resolution": min(128, args.octree), "generate_texture": False}
+    )
     # The first request loads from disk and applies the profile (reported as shape_load).
     views = subject_views(variant, views)
     load_s = backend.generate(subject_image(), warm, lambda *a: None, views=views).timings["shape_load"]
@@ -126,10 +136,15 @@ def measure(variant: str, profile: int, args: argparse.Namespace, device: str = 
         if message.startswith("Diffusion step"):
             steps.append(time.perf_counter())
 
-    options = parse_options({  # steps None: the model's own default
-        "profile": profile, "steps": args.steps, "octree_resolution": args.octree,
-        "num_chunks": args.num_chunks, "generate_texture": False,
-    })
+    options = parse_options(
+        {  # steps None: the model's own default
+            "profile": profile,
+            "steps": args.steps,
+            "octree_resolution": args.octree,
+            "num_chunks": args.num_chunks,
+            "generate_texture": False,
+        }
+    )
     gpu.sync(device)
     gpu.reset_peak(device)
     begin = time.perf_counter()
@@ -137,8 +152,16 @@ def measure(variant: str, profile: int, args: argparse.Namespace, device: str = 
     gpu.sync(device)
     total_s = time.perf_counter() - begin
     step_s = (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else out.timings["diffusion"]
-    row = Row(variant, profile, load_s, step_s, out.timings["decode"] + out.timings["surface"], total_s,
-              gpu.peak_gib(device), len(out.mesh.faces))
+    row = Row(
+        variant,
+        profile,
+        load_s,
+        step_s,
+        out.timings["decode"] + out.timings["surface"],
+        total_s,
+        gpu.peak_gib(device),
+        len(out.mesh.faces),
+    )
     backend.release()
     del backend, out
     gpu.empty_cache(device)
@@ -146,8 +169,11 @@ def measure(variant: str, profile: int, args: argparse.Namespace, device: str = 
 
 
 def print_row(row: Row) -> None:
-    print(f"{row.variant:<9} {row.profile:>7} {row.load_s:>9.1f} {row.step_s:>9.3f} {row.decode_s:>9.2f} "
-          f"{row.total_s:>9.2f} {row.peak_gib:>10.2f} {row.faces:>8}", flush=True)
+    print(
+        f"{row.variant:<9} {row.profile:>7} {row.load_s:>9.1f} {row.step_s:>9.3f} {row.decode_s:>9.2f} "
+        f"{row.total_s:>9.2f} {row.peak_gib:>10.2f} {row.faces:>8}",
+        flush=True,
+    )
 
 
 def run(args: argparse.Namespace, dims=None, device: str = "cuda") -> list[Row]:
@@ -159,8 +185,10 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda") -> list[Row]:
     started, rows = time.perf_counter(), []
     with gpu.models_root("hy3d-bench-") as root:
         write_checkpoints(root, dims or FULL_DIMS, device, args.variants)
-        print(f"{'variant':<9} {'profile':>7} {'load_s':>9} {'s/step':>9} {'decode_s':>9} "
-              f"{'total_s':>9} {'peak_GiB':>10} {'faces':>8}")
+        print(
+            f"{'variant':<9} {'profile':>7} {'load_s':>9} {'s/step':>9} {'decode_s':>9} "
+            f"{'total_s':>9} {'peak_GiB':>10} {'faces':>8}"
+        )
         for variant in args.variants:
             for profile in args.profiles:
                 if time.perf_counter() - started > args.budget_s:
@@ -180,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="parameter counts on the meta device; no CUDA needed")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--profiles", nargs="+", type=int, choices=range(1, 6), default=[1, 2, 3, 4, 5])
-    parser.add_argument("--steps", type=int, default=None,
-                        help="diffusion steps (default: the model's, 30 or 5 for turbo)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="diffusion steps (default: the model's, 30 or 5 for turbo)"
+    )
     parser.add_argument("--octree", type=int, default=256)
     parser.add_argument("--num-chunks", type=int, default=8000)
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip remaining runs after this many seconds")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import gpu_common as gpu  # noqa: E402
+from bench import gpu_common as gpu
 
 STAGES = ("delight", "uv", "render", "multiview", "bake", "inpaint")
 
@@ -43,6 +43,7 @@ class Row:
 
 
 # -- dry run ------------------------------------------------------------------
+
 
 def dry_run() -> dict[str, int]:
     """Build the full-size modules on the meta device (no memory, no weights)
@@ -68,6 +69,7 @@ def dry_run() -> dict[str, int]:
 
 
 # -- the measured run -----------------------------------------------------------
+
 
 def _fresh_peak(device: str) -> None:
     """Free what earlier rows cached, then start counting the peak anew."""
@@ -110,8 +112,9 @@ def measure(backend, mesh, image, size: int, rasterizer: str, module, device: st
     result = backend.paint(mesh, image, size)
     gpu.sync(device)
     total = time.perf_counter() - begin
-    return Row(backend.paint_model, size, rasterizer, {k: result.timings[k] for k in STAGES}, total,
-               gpu.peak_gib(device))
+    return Row(
+        backend.paint_model, size, rasterizer, {k: result.timings[k] for k in STAGES}, total, gpu.peak_gib(device)
+    )
 
 
 def print_header() -> None:
@@ -121,8 +124,11 @@ def print_header() -> None:
 
 def print_row(row: Row) -> None:
     stages = " ".join(f"{row.stages[s]:>9.2f}" for s in STAGES)
-    print(f"{row.variant:<27} {row.texture_size:>5} {row.rasterizer:>8} {stages} {row.total_s:>8.2f} "
-          f"{row.peak_gib:>9.2f}", flush=True)
+    print(
+        f"{row.variant:<27} {row.texture_size:>5} {row.rasterizer:>8} {stages} {row.total_s:>8.2f} "
+        f"{row.peak_gib:>9.2f}",
+        flush=True,
+    )
 
 
 def bench_variant(variant: str, args: argparse.Namespace, mesh, device: str, started: float) -> list[Row]:
@@ -133,8 +139,11 @@ def bench_variant(variant: str, args: argparse.Namespace, mesh, device: str, sta
     _fresh_peak(device)
     start = time.perf_counter()
     backend.load()
-    print(f"{variant}: loaded in {time.perf_counter() - start:.1f} s, {gpu.peak_gib(device):.2f} GiB; "
-          f"rasterizer at load: {backend.rasterizer}", flush=True)
+    print(
+        f"{variant}: loaded in {time.perf_counter() - start:.1f} s, {gpu.peak_gib(device):.2f} GiB; "
+        f"rasterizer at load: {backend.rasterizer}",
+        flush=True,
+    )
     image, rows = subject_image(), []
     backend.paint(mesh, image, min(args.sizes))  # warm-up: kernels, allocator, cuDNN choices
     for size in args.sizes:
@@ -184,9 +193,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="+", type=int, choices=TEXTURE_SIZES, default=list(TEXTURE_SIZES))
     parser.add_argument("--faces", type=int, default=40000)
     parser.add_argument("--resolution", type=int, default=256, help="occupancy grid of the synthetic subject")
-    parser.add_argument("--sampling", nargs=3, type=int, default=[None, None, None],
-                        metavar=("DELIGHT_STEPS", "MULTIVIEW_STEPS", "VIEW_SIZE"),
-                        help="override hy3dgen's 50/30 steps and 512-px views (default: production values)")
+    parser.add_argument(
+        "--sampling",
+        nargs=3,
+        type=int,
+        default=[None, None, None],
+        metavar=("DELIGHT_STEPS", "MULTIVIEW_STEPS", "VIEW_SIZE"),
+        help="override hy3dgen's 50/30 steps and 512-px views (default: production values)",
+    )
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip remaining rows after this many seconds")
     return parser.parse_args(argv)
 

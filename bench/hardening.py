@@ -36,12 +36,20 @@ def _setup(root: Path) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix="hy3d-hardening-"))
     for name in ("hy3dgen", "hf", "runpod", "gradio", "u2net"):
         (scratch / name).mkdir()
-    os.environ.update({
-        "HY3DGEN_MODELS": str(scratch / "hy3dgen"), "HF_HOME": str(scratch / "hf"),
-        "RUNPOD_HF_CACHE": str(scratch / "runpod"), "GRADIO_TEMP_DIR": str(scratch / "gradio"),
-        "U2NET_HOME": str(scratch / "u2net"), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-        "RUNPOD_LOG_LEVEL": "ERROR", "HY3D_DEVICE": "cpu", "OMP_NUM_THREADS": "1",
-    })
+    os.environ.update(
+        {
+            "HY3DGEN_MODELS": str(scratch / "hy3dgen"),
+            "HF_HOME": str(scratch / "hf"),
+            "RUNPOD_HF_CACHE": str(scratch / "runpod"),
+            "GRADIO_TEMP_DIR": str(scratch / "gradio"),
+            "U2NET_HOME": str(scratch / "u2net"),
+            "HF_HUB_OFFLINE": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "RUNPOD_LOG_LEVEL": "ERROR",
+            "HY3D_DEVICE": "cpu",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     os.environ.pop("RUNPOD_WEBHOOK_GET_JOB", None)
     sys.path.insert(0, str(root))
     return scratch
@@ -150,8 +158,14 @@ def _failing():
 
 
 def _bucket_env(endpoint: str) -> None:
-    os.environ.update({"BUCKET_ENDPOINT_URL": endpoint, "BUCKET_ACCESS_KEY_ID": "k",
-                       "BUCKET_SECRET_ACCESS_KEY": "s", "BUCKET_NAME": "models"})
+    os.environ.update(
+        {
+            "BUCKET_ENDPOINT_URL": endpoint,
+            "BUCKET_ACCESS_KEY_ID": "k",
+            "BUCKET_SECRET_ACCESS_KEY": "s",
+            "BUCKET_NAME": "models",
+        }
+    )
 
 
 def _no_bucket() -> None:
@@ -173,8 +187,9 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
     worker._PIPELINE = None
     pipe = worker.get_pipeline()
     pipe._backends["draft"] = _Raises(ValueError("y" * 5000))
-    rows["error_chars.raw_exception_5000"] = len(worker.handler({"id": "b", "input": {
-        "image": b64, "model": "draft", "remove_background": False}})["error"])
+    rows["error_chars.raw_exception_5000"] = len(
+        worker.handler({"id": "b", "input": {"image": b64, "model": "draft", "remove_background": False}})["error"]
+    )
     try:
         huge = _job(worker, {"image": b64, "seed": 10**5000})
         rows["error_chars.seed_10e5000"] = len(huge["error"])
@@ -204,10 +219,10 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
         worker._PIPELINE = None
         pipe = worker.get_pipeline()
         pipe._backends["draft"] = _Plain()
-        result = worker.handler({"id": "b", "input": {"image": b64, "model": "draft", "remove_background": False,
-                                                       "texture_size": 512}})
-        rows["texture_failure"] = ("error" if "error" in result
-                                   else f"model returned, textured={result['textured']}")
+        result = worker.handler(
+            {"id": "b", "input": {"image": b64, "model": "draft", "remove_background": False, "texture_size": 512}}
+        )
+        rows["texture_failure"] = "error" if "error" in result else f"model returned, textured={result['textured']}"
     finally:
         tb.texture_weights_present, tb.get_texture_backend = saved
 
@@ -267,27 +282,50 @@ def probe_weights(rows: dict, b64: str, repo: Path, scratch: Path) -> None:
     weights_file.write_bytes(bytes(data))
     os.environ["HY3DGEN_MODELS"] = str(models)
     env = dict(os.environ)
-    check = subprocess.run([sys.executable, "-m", "pipeline.weights", "check", "--verify"], cwd=repo, env=env,
-                           capture_output=True, text=True, timeout=300)
+    check = subprocess.run(
+        [sys.executable, "-m", "pipeline.weights", "check", "--verify"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     rows["garbage_tensors.check_verify_exit"] = check.returncode
     worker._PIPELINE = None
     for attempt in ("first", "second"):
         started = time.monotonic()
-        result = worker.handler({"id": "b", "input": {"image": b64, "model": "hunyuan3d-2", "steps": 2,
-                                                       "octree_resolution": 64, "remove_background": False,
-                                                       "generate_texture": False}})
+        result = worker.handler(
+            {
+                "id": "b",
+                "input": {
+                    "image": b64,
+                    "model": "hunyuan3d-2",
+                    "steps": 2,
+                    "octree_resolution": 64,
+                    "remove_background": False,
+                    "generate_texture": False,
+                },
+            }
+        )
         rows[f"garbage_tensors.{attempt}_request_s"] = round(time.monotonic() - started, 2)
         rows[f"garbage_tensors.{attempt}_request"] = (result.get("error") or "no error")[:90]
-    start_up = subprocess.run([sys.executable, str(repo / "worker.py")], cwd=scratch,
-                              env=dict(env, HY3D_MODEL="hunyuan3d-2"), capture_output=True, text=True, timeout=300)
+    start_up = subprocess.run(
+        [sys.executable, str(repo / "worker.py")],
+        cwd=scratch,
+        env=dict(env, HY3D_MODEL="hunyuan3d-2"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     rows["garbage_tensors.start_up"] = _start_up_outcome(start_up)
 
     models = scratch / "badyaml"
     folder = _tiny_model(models)
     (folder / "config.yaml").write_text("model: [unclosed\n  : {{{ garbage\n")
     env = dict(os.environ, HY3DGEN_MODELS=str(models), HY3D_MODEL="hunyuan3d-2")
-    start_up = subprocess.run([sys.executable, str(repo / "worker.py")], cwd=scratch, env=env,
-                              capture_output=True, text=True, timeout=300)
+    start_up = subprocess.run(
+        [sys.executable, str(repo / "worker.py")], cwd=scratch, env=env, capture_output=True, text=True, timeout=300
+    )
     rows["garbage_config.start_up"] = _start_up_outcome(start_up)
     os.environ["HY3DGEN_MODELS"] = str(models)
     worker._PIPELINE = None
@@ -316,15 +354,20 @@ def probe_app(rows: dict) -> None:
         url = f"http://127.0.0.1:{port}/"
         try:
             if auth is None:
-                big = requests.post(url + "gradio_api/upload", timeout=120,
-                                    files={"files": ("big.png", b"\0" * (100 * 1024 * 1024), "image/png")})
+                big = requests.post(
+                    url + "gradio_api/upload",
+                    timeout=120,
+                    files={"files": ("big.png", b"\0" * (100 * 1024 * 1024), "image/png")},
+                )
                 rows["app.upload_100MB_status"] = big.status_code
                 continue
             page = requests.get(url, timeout=30).text
-            rows["app.auth.page_embeds_api_info"] = "\"/generate\"" in page
+            rows["app.auth.page_embeds_api_info"] = '"/generate"' in page
             rows["app.auth.openapi_json_status"] = requests.get(url + "openapi.json", timeout=30).status_code
-            codes = [requests.post(url + "login", data={"username": "qa", "password": f"x{i}"}, timeout=30).status_code
-                     for i in range(50)]
+            codes = [
+                requests.post(url + "login", data={"username": "qa", "password": f"x{i}"}, timeout=30).status_code
+                for i in range(50)
+            ]
             rows["app.auth.50_wrong_logins"] = {str(code): codes.count(code) for code in sorted(set(codes))}
         finally:
             demo.close()

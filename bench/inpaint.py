@@ -28,8 +28,8 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `pipeline` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.texture.inpaint import mesh_vertex_inpaint, vertex_colours  # noqa: E402
-from pipeline.texture.rasterizer import rasterize  # noqa: E402
+from pipeline.texture.inpaint import mesh_vertex_inpaint, vertex_colours
+from pipeline.texture.rasterizer import rasterize
 
 # texgen's bake views (Hunyuan3DTexGenConfig.candidate_camera_*) as view directions towards the camera.
 VIEW_DIRECTIONS = np.array([[0, -1, 0], [1, 0, 0], [0, 1, 0], [-1, 0, 0], [0, 0, 1], [0, 0, -1]], dtype=np.float64)
@@ -71,10 +71,12 @@ def bumpy_torus(
     local = [(a - (i // block_i) * block_i, b - (j // block_j) * block_j) for a, b in corners]
     per_island = (block_i + 1) * (block_j + 1)
     quad_uv = [island * per_island + a * (block_j + 1) + b for a, b in local]
-    pos_idx = np.stack([np.stack([quad_pos[0], quad_pos[1], quad_pos[2]], 1),
-                        np.stack([quad_pos[0], quad_pos[2], quad_pos[3]], 1)], 1).reshape(-1, 3)
-    uv_idx = np.stack([np.stack([quad_uv[0], quad_uv[1], quad_uv[2]], 1),
-                       np.stack([quad_uv[0], quad_uv[2], quad_uv[3]], 1)], 1).reshape(-1, 3)
+    pos_idx = np.stack(
+        [np.stack([quad_pos[0], quad_pos[1], quad_pos[2]], 1), np.stack([quad_pos[0], quad_pos[2], quad_pos[3]], 1)], 1
+    ).reshape(-1, 3)
+    uv_idx = np.stack(
+        [np.stack([quad_uv[0], quad_uv[1], quad_uv[2]], 1), np.stack([quad_uv[0], quad_uv[2], quad_uv[3]], 1)], 1
+    ).reshape(-1, 3)
     cell_u, cell_v = 1.0 / islands[0], 1.0 / islands[1]
     gutter = 0.06
     a, b = np.meshgrid(np.arange(block_i + 1) / block_i, np.arange(block_j + 1) / block_j, indexing="ij")
@@ -127,8 +129,14 @@ def make_case(quick: bool, seed: int = 0, size: int | None = None) -> dict:
     vtx_pos, pos_idx, vtx_uv, uv_idx = bumpy_torus(major, minor)
     mask = texel_mask(vtx_uv, uv_idx, baked_faces(vtx_pos, pos_idx, render), size)
     texture = np.random.default_rng(seed).random((size, size, 3), dtype=np.float32)
-    return {"texture": texture, "mask": mask, "vtx_pos": vtx_pos, "vtx_uv": vtx_uv, "pos_idx": pos_idx,
-            "uv_idx": uv_idx}
+    return {
+        "texture": texture,
+        "mask": mask,
+        "vtx_pos": vtx_pos,
+        "vtx_uv": vtx_uv,
+        "pos_idx": pos_idx,
+        "uv_idx": uv_idx,
+    }
 
 
 def timed(fn, case: dict, runs: int) -> tuple[list[float], tuple[np.ndarray, np.ndarray]]:
@@ -153,8 +161,10 @@ def main(argv: list[str] | None = None) -> float:
     new_times, (new_tex, new_mask) = timed(mesh_vertex_inpaint, case, max(1, args.new_runs))
     unbaked = int((case["mask"] == 0).sum())
     written = int((new_mask != case["mask"]).sum())
-    print(f"faces={len(case['pos_idx'])} texture={case['texture'].shape[0]} unbaked_texels={unbaked} "
-          f"vertex_texels_filled={written}")
+    print(
+        f"faces={len(case['pos_idx'])} texture={case['texture'].shape[0]} unbaked_texels={unbaked} "
+        f"vertex_texels_filled={written}"
+    )
     mask_equal, texture_equal = np.array_equal(old_mask, new_mask), np.array_equal(old_tex, new_tex)
     print(f"masks_equal={mask_equal} textures_equal={texture_equal}")
     if not (mask_equal and texture_equal):
@@ -162,12 +172,18 @@ def main(argv: list[str] | None = None) -> float:
     old_s, new_s = statistics.median(old_times), statistics.median(new_times)
     copy_s = statistics.median(timed(lambda texture, **_: texture.copy(), case, max(1, args.new_runs))[0])
     loop_s = statistics.median(timed(vertex_colours, case, max(1, args.new_runs))[0])
-    print(f"original_s={old_s:.3f} (runs {len(old_times)})  ours_s={new_s:.4f} (median of {len(new_times)}, "
-          f"min {min(new_times):.4f})")
-    print(f"parts of ours, timed alone: loop_s={loop_s:.4f} (the compiled loop)  texture_copy_s={copy_s:.4f} "
-          "(a plain copy of the output texture, which both make; ours runs the loop and the copy on two threads)")
-    print("reference: upstream's compiled C++ meshVerticeInpaint, quoted at 0.02-0.03 s for 40k faces "
-          "(its source is not in the wheel, so it is not run here)")
+    print(
+        f"original_s={old_s:.3f} (runs {len(old_times)})  ours_s={new_s:.4f} (median of {len(new_times)}, "
+        f"min {min(new_times):.4f})"
+    )
+    print(
+        f"parts of ours, timed alone: loop_s={loop_s:.4f} (the compiled loop)  texture_copy_s={copy_s:.4f} "
+        "(a plain copy of the output texture, which both make; ours runs the loop and the copy on two threads)"
+    )
+    print(
+        "reference: upstream's compiled C++ meshVerticeInpaint, quoted at 0.02-0.03 s for 40k faces "
+        "(its source is not in the wheel, so it is not run here)"
+    )
     ratio = old_s / new_s
     print(f"inpaint_ratio={ratio:.1f}")
     return ratio

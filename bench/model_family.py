@@ -50,9 +50,22 @@ def bench_dims(name: str):
 
     if name == "tiny":
         return TINY_DIMS
-    return ShapeDims(dit_hidden=128, dit_heads=2, dit_depth=2, dit_single_depth=4, vae_width=64, vae_heads=2,
-                     vae_layers=1, num_latents=512, embed_dim=16, dino_hidden=64, dino_layers=1, dino_heads=2,
-                     dino_image_size=224, processor_size=256)
+    return ShapeDims(
+        dit_hidden=128,
+        dit_heads=2,
+        dit_depth=2,
+        dit_single_depth=4,
+        vae_width=64,
+        vae_heads=2,
+        vae_layers=1,
+        num_latents=512,
+        embed_dim=16,
+        dino_hidden=64,
+        dino_layers=1,
+        dino_heads=2,
+        dino_image_size=224,
+        processor_size=256,
+    )
 
 
 def subject(box: tuple[int, int, int, int]):
@@ -82,10 +95,14 @@ def run(steps: int, repeats: int, dims_name: str, log=print) -> list[Row]:
         try:
             for model in dict.fromkeys(model for _, model, _ in ROWS):
                 write_model(Path(root), model, dims)
-            backends = {model: HunyuanShapeBackend(model, device="cpu") for model in dict.fromkeys(m for _, m, _ in ROWS)}
+            backends = {
+                model: HunyuanShapeBackend(model, device="cpu") for model in dict.fromkeys(m for _, m, _ in ROWS)
+            }
             front = subject((40, 30, 216, 226))
-            cases = [(label, backends[model], {view: subject(VIEW_BOXES[view]) for view in extra} or None)
-                     for label, model, extra in ROWS]
+            cases = [
+                (label, backends[model], {view: subject(VIEW_BOXES[view]) for view in extra} or None)
+                for label, model, extra in ROWS
+            ]
             for _, backend, views in cases:  # load and warm up every row first
                 backend.generate(front, options, lambda *a: None, views=views)
             # Round-robin repeats: a busy machine slows every row alike, not the last ones.
@@ -97,8 +114,10 @@ def run(steps: int, repeats: int, dims_name: str, log=print) -> list[Row]:
             for label, model, extra in ROWS:
                 median = statistics.median(times[label])
                 rows.append(Row(label, model, len(extra), median, median / steps))
-                log(f"{label:<20} {model:<20} {len(extra):>5} {median:>12.3f} {median / steps * 1000:>10.1f}"
-                    f" {median / rows[0].diffusion_s:>9.2f}")
+                log(
+                    f"{label:<20} {model:<20} {len(extra):>5} {median:>12.3f} {median / steps * 1000:>10.1f}"
+                    f" {median / rows[0].diffusion_s:>9.2f}"
+                )
         finally:
             if previous is None:
                 os.environ.pop("HY3DGEN_MODELS", None)

@@ -42,13 +42,16 @@ def _child_env(cpu: str, cache: Path) -> dict[str, str]:
     env.pop("NUMBA_CPU_NAME", None)
     if cpu != HOST:
         env["NUMBA_CPU_NAME"] = cpu
-    env.update({"NUMBA_CACHE_DIR": str(cache), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-                "PYTHONPATH": str(ROOT)})
+    env.update(
+        {"NUMBA_CACHE_DIR": str(cache), "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    )
     return env
 
 
 def _run_child(cpu: str, cache: Path, mode: str, runs: int, quick: bool) -> dict:
-    argv = [sys.executable, "-m", "bench.numba_cpu", "--child", mode, "--runs", str(runs)] + (["--quick"] if quick else [])
+    argv = [sys.executable, "-m", "bench.numba_cpu", "--child", mode, "--runs", str(runs)] + (
+        ["--quick"] if quick else []
+    )
     done = subprocess.run(argv, cwd=ROOT, env=_child_env(cpu, cache), capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise SystemExit(f"{cpu} {mode} run failed:\n{done.stderr[-3000:]}")
@@ -83,10 +86,13 @@ def child(mode: str, runs: int, quick: bool) -> dict:
     import numba
 
     start = time.perf_counter()
-    import rembg.bg  # noqa: F401 - pymatting compiles (or loads) its kernels here
+    import rembg.bg
 
-    out = {"import_rembg_s": time.perf_counter() - start,
-           "cpu_name": numba.config.CPU_NAME or "host", "cpu_features": numba.config.CPU_FEATURES}
+    out = {
+        "import_rembg_s": time.perf_counter() - start,
+        "cpu_name": numba.config.CPU_NAME or "host",
+        "cpu_features": numba.config.CPU_FEATURES,
+    }
     if mode == "import":
         return out
     from bench.inpaint import make_case
@@ -123,25 +129,41 @@ def main(argv: list[str] | None = None) -> dict:
         for cpu in args.cpus:
             cold = _run_child(cpu, caches[cpu], "import", args.runs, args.quick)
             warm = _run_child(cpu, caches[cpu], "import", args.runs, args.quick)
-            results[cpu] = {"import_cold_s": cold["import_rembg_s"], "import_cached_s": warm["import_rembg_s"],
-                            "runs": []}
-            print(f"{cpu}: first import rembg, empty cache {cold['import_rembg_s']:.1f} s, "
-                  f"filled cache {warm['import_rembg_s']:.2f} s", flush=True)
+            results[cpu] = {
+                "import_cold_s": cold["import_rembg_s"],
+                "import_cached_s": warm["import_rembg_s"],
+                "runs": [],
+            }
+            print(
+                f"{cpu}: first import rembg, empty cache {cold['import_rembg_s']:.1f} s, "
+                f"filled cache {warm['import_rembg_s']:.2f} s",
+                flush=True,
+            )
         for repeat in range(args.repeats):
             for cpu in args.cpus:
                 row = _run_child(cpu, caches[cpu], "time", args.runs, args.quick)
                 results[cpu]["runs"].append(row)
-                print(f"{cpu} #{repeat + 1}: inpaint {row['inpaint_s'] * 1e3:.1f} ms (loop alone "
-                      f"{row['inpaint_loop_s'] * 1e3:.1f} ms), alpha matting {row['alpha_matting_s']:.2f} s, "
-                      f"first inpaint call {row['inpaint_first_call_s'] * 1e3:.0f} ms", flush=True)
+                print(
+                    f"{cpu} #{repeat + 1}: inpaint {row['inpaint_s'] * 1e3:.1f} ms (loop alone "
+                    f"{row['inpaint_loop_s'] * 1e3:.1f} ms), alpha matting {row['alpha_matting_s']:.2f} s, "
+                    f"first inpaint call {row['inpaint_first_call_s'] * 1e3:.0f} ms",
+                    flush=True,
+                )
     keys = ("inpaint_s", "inpaint_loop_s", "alpha_matting_s")
     summary = {cpu: {k: statistics.median(r[k] for r in results[cpu]["runs"]) for k in keys} for cpu in args.cpus}
     base = args.cpus[0]
     for cpu in args.cpus[1:]:
         ratios = " ".join(f"{k}={summary[cpu][k] / summary[base][k]:.2f}x" for k in keys)
         print(f"{cpu} vs {base} (median of {args.repeats} processes, ratio > 1 = slower): {ratios}")
-    print("summary " + json.dumps({"results": summary, "import": {c: {k: results[c][k] for k in
-          ("import_cold_s", "import_cached_s")} for c in args.cpus}}))
+    print(
+        "summary "
+        + json.dumps(
+            {
+                "results": summary,
+                "import": {c: {k: results[c][k] for k in ("import_cold_s", "import_cached_s")} for c in args.cpus},
+            }
+        )
+    )
     return summary
 
 

@@ -30,16 +30,17 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make `bench` and `pipeline` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BOUNDS, detailed_texture, subject_grid, surface_error  # noqa: E402
+from bench.common import BOUNDS, detailed_texture, subject_grid, surface_error
 
 
 @dataclass
@@ -71,8 +72,9 @@ def baseline_chain(grid: np.ndarray, resolution: int, texture, max_faces: int) -
 
     run = ChainRun()
     logits = torch.from_numpy(grid)[None]
-    outputs = run.stage("mc", lambda: MCSurfaceExtractor()(
-        logits, mc_level=0.0, bounds=BOUNDS[1], octree_resolution=resolution))
+    outputs = run.stage(
+        "mc", lambda: MCSurfaceExtractor()(logits, mc_level=0.0, bounds=BOUNDS[1], octree_resolution=resolution)
+    )
     mesh = run.stage("to_trimesh", lambda: export_to_trimesh(outputs)[0])
     mesh = run.stage("floaters", lambda: FloaterRemover()(mesh))
     mesh = run.stage("degenerate", lambda: DegenerateFaceRemover()(mesh))
@@ -172,22 +174,31 @@ def _stage_line(summary: Summary) -> str:
 
 
 def report(resolution: int, nan_share: float, full_faces: int, base: Summary, ours: Summary, args) -> None:
-    print(f"== {resolution + 1}^3 grid ({resolution} cells a side, {nan_share:.1%} NaN), "
-          f"{full_faces} faces before decimation, budget {args.faces}, texture {args.texture}, "
-          f"median of {args.repeats} ==")
+    print(
+        f"== {resolution + 1}^3 grid ({resolution} cells a side, {nan_share:.1%} NaN), "
+        f"{full_faces} faces before decimation, budget {args.faces}, texture {args.texture}, "
+        f"median of {args.repeats} =="
+    )
     for name, s in (("baseline", base), ("ours", ours)):
         print(f"{name:9s} stages(s): {_stage_line(s)}")
-        print(f"{name:9s} total={s.total:.3f}s faces={s.faces} glb={s.glb_bytes} base64={s.b64_bytes} "
-              f"error_mean={s.error['mean']:.6f} error_max={s.error['max']:.6f}")
-        print(f"{name:9s} glb: texture {s.texture_mime} {s.texture_bytes} + geometry/json "
-              f"{s.glb_bytes - s.texture_bytes}")
-    print(f"ratio     total(baseline/ours)={base.total / ours.total:.2f} "
-          f"bytes(ours/baseline)={ours.glb_bytes / base.glb_bytes:.3f} "
-          f"error_mean(ours/baseline)={ours.error['mean'] / base.error['mean']:.3f}")
-    print(f"info      ours with smooth_normals=true (the service's default; the sizes above, like hy3dgen's "
-          f"GLB, carry no normals): "
-          f"glb={ours.glb_with_normals} bytes(ours/baseline)={ours.glb_with_normals / base.glb_bytes:.3f}",
-          flush=True)
+        print(
+            f"{name:9s} total={s.total:.3f}s faces={s.faces} glb={s.glb_bytes} base64={s.b64_bytes} "
+            f"error_mean={s.error['mean']:.6f} error_max={s.error['max']:.6f}"
+        )
+        print(
+            f"{name:9s} glb: texture {s.texture_mime} {s.texture_bytes} + geometry/json {s.glb_bytes - s.texture_bytes}"
+        )
+    print(
+        f"ratio     total(baseline/ours)={base.total / ours.total:.2f} "
+        f"bytes(ours/baseline)={ours.glb_bytes / base.glb_bytes:.3f} "
+        f"error_mean(ours/baseline)={ours.error['mean'] / base.error['mean']:.3f}"
+    )
+    print(
+        f"info      ours with smooth_normals=true (the service's default; the sizes above, like hy3dgen's "
+        f"GLB, carry no normals): "
+        f"glb={ours.glb_with_normals} bytes(ours/baseline)={ours.glb_with_normals / base.glb_bytes:.3f}",
+        flush=True,
+    )
 
 
 def warm_up(texture) -> None:
@@ -226,13 +237,17 @@ def main(argv: list[str] | None = None) -> int:
         warm_up(texture)
         results = [bench_resolution(res, args, texture) for res in args.resolutions]
         leftovers = list(Path(private_tmp).glob("*.ply"))
-        print(f"temp files left by the chains: {len(leftovers)} .ply, "
-              f"{sum(p.stat().st_size for p in leftovers) / 1e6:.0f} MB (all from hy3dgen's post-processors)")
+        print(
+            f"temp files left by the chains: {len(leftovers)} .ply, "
+            f"{sum(p.stat().st_size for p in leftovers) / 1e6:.0f} MB (all from hy3dgen's post-processors)"
+        )
     finally:
         shutil.rmtree(private_tmp, ignore_errors=True)
     base, ours = results[-1]
-    print(f"total_ratio={base.total / ours.total:.3f} bytes_ratio={ours.glb_bytes / base.glb_bytes:.4f} "
-          f"error_ratio={ours.error['mean'] / base.error['mean']:.4f}")
+    print(
+        f"total_ratio={base.total / ours.total:.3f} bytes_ratio={ours.glb_bytes / base.glb_bytes:.4f} "
+        f"error_ratio={ours.error['mean'] / base.error['mean']:.4f}"
+    )
     return 0
 
 

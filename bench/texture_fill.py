@@ -17,8 +17,8 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -27,10 +27,10 @@ import torch
 if __package__ in (None, ""):  # run as a script: make `bench` and `pipeline` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.inpaint import make_case  # noqa: E402
-from pipeline.texture.fill import INPAINT_RADIUS, fill_texture, uv_coverage  # noqa: E402
-from pipeline.texture.inpaint import mesh_vertex_inpaint  # noqa: E402
-from pipeline.texture.rasterizer import interpolate, rasterize  # noqa: E402
+from bench.inpaint import make_case
+from pipeline.texture.fill import INPAINT_RADIUS, fill_texture, uv_coverage
+from pipeline.texture.inpaint import mesh_vertex_inpaint
+from pipeline.texture.rasterizer import interpolate, rasterize
 
 
 def colour_field(points: np.ndarray) -> np.ndarray:
@@ -58,8 +58,9 @@ def make_fill_case(quick: bool) -> dict:
     case = make_case(quick, size=512 if quick else 2048)  # 512: wide enough gutters to leave background
     truth = bake_truth(case)
     texture = np.where((case["mask"] > 0)[..., None], truth, 0).astype(np.float32)
-    texture, mask = mesh_vertex_inpaint(texture, case["mask"], case["vtx_pos"], case["vtx_uv"], case["pos_idx"],
-                                        case["uv_idx"])
+    texture, mask = mesh_vertex_inpaint(
+        texture, case["mask"], case["vtx_pos"], case["vtx_uv"], case["pos_idx"], case["uv_idx"]
+    )
     region = uv_coverage(case["vtx_uv"], case["uv_idx"], mask.shape)
     return {"texture": texture, "mask": mask, "region": region, "truth": truth}
 
@@ -101,11 +102,15 @@ def main(argv: list[str] | None = None) -> float:
     diff = np.abs(ours[needed].astype(np.int16) - full[needed].astype(np.int16))
     truth8 = truth[needed] * 255
     print(f"texture={mask.shape[0]} unbaked={int(unbaked.sum())} filled_in_charts={int(needed.sum())}")
-    print(f"full_frame_s={full_s:.3f} ours_s={ours_s:.3f} ({workers} threads) ours_1_thread_s={serial_s:.3f} "
-          f"(medians of {max(1, args.runs)})")
+    print(
+        f"full_frame_s={full_s:.3f} ours_s={ours_s:.3f} ({workers} threads) ours_1_thread_s={serial_s:.3f} "
+        f"(medians of {max(1, args.runs)})"
+    )
     print(f"ours_vs_full: mean_abs={diff.mean():.3f} p99={np.percentile(diff, 99):.0f} max={diff.max()} (uint8 levels)")
-    print(f"error_vs_truth: full_frame={np.abs(full[needed] - truth8).mean():.2f} "
-          f"ours={np.abs(ours[needed] - truth8).mean():.2f} (mean abs, uint8 levels)")
+    print(
+        f"error_vs_truth: full_frame={np.abs(full[needed] - truth8).mean():.2f} "
+        f"ours={np.abs(ours[needed] - truth8).mean():.2f} (mean abs, uint8 levels)"
+    )
     ratio = full_s / ours_s
     print(f"fill_ratio={ratio:.1f}")
     return ratio

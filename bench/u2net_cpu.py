@@ -68,7 +68,7 @@ class RSU(nn.Module):
             h = conv(h)
             skips.append(h)
         h = self.bottom(h)
-        for i, (conv, skip) in enumerate(zip(self.dec, reversed(skips))):
+        for i, (conv, skip) in enumerate(zip(self.dec, reversed(skips), strict=False)):
             # The dilated bottom keeps the deepest level's size; every later level is twice as large.
             h = conv(torch.cat([_up_to(h, skip) if i else h, skip], 1))
         return h + hin
@@ -82,7 +82,9 @@ class RSU4F(nn.Module):
         self.inp = ConvBnRelu(cin, cout)
         self.enc = nn.ModuleList([ConvBnRelu(cout, mid, 1), ConvBnRelu(mid, mid, 2), ConvBnRelu(mid, mid, 4)])
         self.bottom = ConvBnRelu(mid, mid, 8)
-        self.dec = nn.ModuleList([ConvBnRelu(2 * mid, mid, 4), ConvBnRelu(2 * mid, mid, 2), ConvBnRelu(2 * mid, cout, 1)])
+        self.dec = nn.ModuleList(
+            [ConvBnRelu(2 * mid, mid, 4), ConvBnRelu(2 * mid, mid, 2), ConvBnRelu(2 * mid, cout, 1)]
+        )
 
     def forward(self, x):
         hin = self.inp(x)
@@ -91,7 +93,7 @@ class RSU4F(nn.Module):
             h = conv(h)
             skips.append(h)
         h = self.bottom(h)
-        for conv, skip in zip(self.dec, reversed(skips)):
+        for conv, skip in zip(self.dec, reversed(skips), strict=False):
             h = conv(torch.cat([h, skip], 1))
         return h + hin
 
@@ -99,10 +101,25 @@ class RSU4F(nn.Module):
 class U2Net(nn.Module):
     def __init__(self):
         super().__init__()
-        self.encoder = nn.ModuleList([RSU(7, 3, 32, 64), RSU(6, 64, 32, 128), RSU(5, 128, 64, 256),
-                                      RSU(4, 256, 128, 512), RSU4F(512, 256, 512), RSU4F(512, 256, 512)])
-        self.decoder = nn.ModuleList([RSU4F(1024, 256, 512), RSU(4, 1024, 128, 256), RSU(5, 512, 64, 128),
-                                      RSU(6, 256, 32, 64), RSU(7, 128, 16, 64)])
+        self.encoder = nn.ModuleList(
+            [
+                RSU(7, 3, 32, 64),
+                RSU(6, 64, 32, 128),
+                RSU(5, 128, 64, 256),
+                RSU(4, 256, 128, 512),
+                RSU4F(512, 256, 512),
+                RSU4F(512, 256, 512),
+            ]
+        )
+        self.decoder = nn.ModuleList(
+            [
+                RSU4F(1024, 256, 512),
+                RSU(4, 1024, 128, 256),
+                RSU(5, 512, 64, 128),
+                RSU(6, 256, 32, 64),
+                RSU(7, 128, 16, 64),
+            ]
+        )
         self.side = nn.ModuleList([nn.Conv2d(c, 1, 3, padding=1) for c in (64, 64, 128, 256, 512, 512)])
         self.fuse = nn.Conv2d(6, 1, 1)
 
@@ -115,11 +132,11 @@ class U2Net(nn.Module):
             feats.append(h)
         outs = [feats[-1]]
         h = feats[-1]
-        for stage, skip in zip(self.decoder, reversed(feats[:-1])):
+        for stage, skip in zip(self.decoder, reversed(feats[:-1]), strict=False):
             h = stage(torch.cat([_up_to(h, skip), skip], 1))
             outs.append(h)
         # Side outputs from the finest decoder stage to the bottom encoder stage.
-        sides = [_up_to(conv(o), x) for conv, o in zip(self.side, reversed(outs))]
+        sides = [_up_to(conv(o), x) for conv, o in zip(self.side, reversed(outs), strict=False)]
         fused = self.fuse(torch.cat(sides, 1))
         return tuple(torch.sigmoid(s) for s in [fused] + sides)
 
@@ -129,8 +146,15 @@ def export_random_u2net(path: Path, seed: int = 0) -> int:
     torch.manual_seed(seed)
     model = U2Net().eval()
     with torch.no_grad():
-        torch.onnx.export(model, (torch.zeros(1, 3, SIZE, SIZE),), str(path), input_names=["input.1"],
-                          output_names=[f"d{i}" for i in range(7)], opset_version=17, dynamo=False)
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, SIZE, SIZE),),
+            str(path),
+            input_names=["input.1"],
+            output_names=[f"d{i}" for i in range(7)],
+            opset_version=17,
+            dynamo=False,
+        )
     return sum(p.numel() for p in model.parameters())
 
 
@@ -160,20 +184,25 @@ def main(argv: list[str] | None = None) -> dict:
         os.environ["U2NET_HOME"] = tmp  # rembg opens custom models only from inside its home
         path = Path(tmp) / "u2net_random.onnx"
         params = export_random_u2net(path)
-        print(f"U2-Net: {params / 1e6:.1f} M parameters, ONNX {path.stat().st_size / 1e6:.0f} MB, "
-              f"onnxruntime {ort.__version__}, providers {ort.get_available_providers()}, {os.cpu_count()} cores")
+        print(
+            f"U2-Net: {params / 1e6:.1f} M parameters, ONNX {path.stat().st_size / 1e6:.0f} MB, "
+            f"onnxruntime {ort.__version__}, providers {ort.get_available_providers()}, {os.cpu_count()} cores"
+        )
         feed = {"input.1": np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)}
         for threads in args.threads:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            net_s = _median(lambda: session.run(None, feed), args.runs)
+            net_s = _median(lambda session=session: session.run(None, feed), args.runs)
             os.environ["OMP_NUM_THREADS"] = str(threads or os.cpu_count())  # rembg sizes its session from this
             rembg_session = rembg.new_session("u2net_custom", model_path=str(path))
-            remove_s = _median(lambda: rembg.remove(photo, session=rembg_session), args.runs)
+            remove_s = _median(lambda s=rembg_session: rembg.remove(photo, session=s), args.runs)
             results[threads] = {"session_run_s": net_s, "rembg_remove_s": remove_s}
-            print(f"threads={threads or 'all'}: session.run {net_s:.3f} s, rembg.remove (1024 px photo) "
-                  f"{remove_s:.3f} s (medians of {args.runs})", flush=True)
+            print(
+                f"threads={threads or 'all'}: session.run {net_s:.3f} s, rembg.remove (1024 px photo) "
+                f"{remove_s:.3f} s (medians of {args.runs})",
+                flush=True,
+            )
     return results
 
 

@@ -30,16 +30,16 @@ import argparse
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 if __package__ in (None, ""):  # run as a script: make `bench` and `pipeline` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import subject_grid  # noqa: E402
+from bench.common import subject_grid
 
 ATLAS = 2048  # texel grid of the coverage measure: the service's largest texture
 
@@ -134,8 +134,14 @@ def measure(method: Callable, mesh, repeats: int) -> UvStats:
         start = time.perf_counter()
         result = method(mesh)
         seconds.append(time.perf_counter() - start)
-    return UvStats(statistics.median(seconds), utilisation(result), coverage(result), charts(result), stretch(result),
-                   len(result.uv))
+    return UvStats(
+        statistics.median(seconds),
+        utilisation(result),
+        coverage(result),
+        charts(result),
+        stretch(result),
+        len(result.uv),
+    )
 
 
 def with_cap(edges: float) -> Callable:
@@ -163,18 +169,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mesh = subject_mesh(args.faces, args.resolution)
     print(f"mesh: {len(mesh.faces)} faces, {len(mesh.vertices)} vertices; medians of {args.repeats}")
-    print(f"{'method':<16} {'seconds':>8} {'utilisation':>12} {'coverage':>9} {'charts':>7} {'stretch':>8} "
-          f"{'vertices':>9}")
+    print(
+        f"{'method':<16} {'seconds':>8} {'utilisation':>12} {'coverage':>9} {'charts':>7} {'stretch':>8} "
+        f"{'vertices':>9}"
+    )
     results = {}
     methods = [("texgen default", texgen_default), ("ours", ours)]
     methods += [(f"ours cap={cap:g}", with_cap(cap)) for cap in args.caps]
     for name, method in methods:
         stats = results[name] = measure(method, mesh, args.repeats)
-        print(f"{name:<16} {stats.seconds:>8.3f} {stats.utilisation:>12.3f} {stats.coverage:>9.3f} "
-              f"{stats.charts:>7d} {stats.stretch:>8.3f} {stats.vertices:>9d}", flush=True)
+        print(
+            f"{name:<16} {stats.seconds:>8.3f} {stats.utilisation:>12.3f} {stats.coverage:>9.3f} "
+            f"{stats.charts:>7d} {stats.stretch:>8.3f} {stats.vertices:>9d}",
+            flush=True,
+        )
     default, our = results["texgen default"], results["ours"]
-    print(f"uv_speedup={default.seconds / our.seconds:.2f} utilisation_ours={our.utilisation:.3f} "
-          f"utilisation_default={default.utilisation:.3f}")
+    print(
+        f"uv_speedup={default.seconds / our.seconds:.2f} utilisation_ours={our.utilisation:.3f} "
+        f"utilisation_default={default.utilisation:.3f}"
+    )
     return 0
 
 

@@ -29,8 +29,9 @@ import shutil
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import PipelineError
 
@@ -46,12 +47,24 @@ DISK_FULL_MESSAGE = "The server is out of disk space; try again later or tell th
 _MAX_TRACKED_CLIENTS = 10000
 
 # What the login page loads before anyone has logged in.
-_PUBLIC_EXACT = frozenset({
-    "/", "/login", "/login/", "/logout", "/favicon.ico", "/theme.css", "/gradio_api/theme.css", "/robots.txt",
-    "/manifest.json", "/pwa_icon", "/gradio_api/login_check", "/gradio_api/login_check/",
-    # launch() calls this itself, without a login; it returns a bare true.
-    "/gradio_api/startup-events",
-})
+_PUBLIC_EXACT = frozenset(
+    {
+        "/",
+        "/login",
+        "/login/",
+        "/logout",
+        "/favicon.ico",
+        "/theme.css",
+        "/gradio_api/theme.css",
+        "/robots.txt",
+        "/manifest.json",
+        "/pwa_icon",
+        "/gradio_api/login_check",
+        "/gradio_api/login_check/",
+        # launch() calls this itself, without a login; it returns a bare true.
+        "/gradio_api/startup-events",
+    }
+)
 _PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon/")
 _API_INFO_MARKER = b"<script>window.gradio_api_info = "
 _EMPTY_API_INFO = b'{"named_endpoints":{},"unnamed_endpoints":{}}'
@@ -110,7 +123,7 @@ class Sweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "Sweeper":
+    def start(self) -> Sweeper:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="result-sweeper", daemon=True)
             self._thread.start()
@@ -133,8 +146,12 @@ class LoginThrottle:
     oldest of them leaves the window. Thread-safe; remembers at most
     ``_MAX_TRACKED_CLIENTS`` addresses (least recently seen dropped first)."""
 
-    def __init__(self, attempts: int = DEFAULT_LOGIN_ATTEMPTS, window_s: float = DEFAULT_LOGIN_WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        attempts: int = DEFAULT_LOGIN_ATTEMPTS,
+        window_s: float = DEFAULT_LOGIN_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.attempts, self.window_s, self.clock = attempts, window_s, clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -191,12 +208,18 @@ def _strip_api_info(body: bytes) -> bytes:
     return body[:value_start] + _EMPTY_API_INFO + body[end:]
 
 
-async def _send_text(send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None,
-                     as_json: bool = False) -> None:
+async def _send_text(
+    send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None, as_json: bool = False
+) -> None:
     body = json.dumps({"detail": message}).encode() if as_json else message.encode()
     kind = b"application/json" if as_json else b"text/plain; charset=utf-8"
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode()), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", kind), (b"content-length", str(len(body)).encode()), *(headers or [])],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -208,8 +231,15 @@ class AppGuard:
     set; without it only the upload rules apply.
     """
 
-    def __init__(self, app: Any, *, auth: bool, throttle: LoginThrottle | None = None,
-                 max_upload_bytes: int | None = None, temp_dir: Callable[[], Path] = temp_root) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        auth: bool,
+        throttle: LoginThrottle | None = None,
+        max_upload_bytes: int | None = None,
+        temp_dir: Callable[[], Path] = temp_root,
+    ) -> None:
         self.app = app
         self.auth = auth
         self.throttle = throttle or LoginThrottle()
@@ -255,8 +285,11 @@ class AppGuard:
         wait = self.throttle.retry_after(client)
         if wait:
             return await _send_text(
-                send, 429, f"Too many failed logins from this address; try again in {wait} s.",
-                headers=[(b"retry-after", str(wait).encode())], as_json=True,
+                send,
+                429,
+                f"Too many failed logins from this address; try again in {wait} s.",
+                headers=[(b"retry-after", str(wait).encode())],
+                as_json=True,
             )
         status: dict[str, int] = {}
 

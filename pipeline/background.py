@@ -4,8 +4,9 @@ rembg does the work when its weights are on disk. It is never allowed to
 download them at request time (that hangs for up to 30 s or fails offline), so
 the weights are looked up first, mirroring rembg 2.0.x's own search, and a
 classical GrabCut cutout started from the border's colours stands in when
-they are missing (``python -m bench.cutout`` measures it). rembg (and numba behind it) is imported on first use only: a cold
-import compiles for about a minute and the worker must start fast.
+they are missing (``python -m bench.cutout`` measures it). rembg (and numba
+behind it) is imported on first use only: a cold import compiles for about a
+minute and the worker must start fast.
 """
 
 from __future__ import annotations
@@ -73,20 +74,34 @@ def _lookup_custom(model_path: str | os.PathLike | None) -> WeightsLookup:
     raw = model_path if model_path is not None else os.environ.get("REMBG_MODEL_PATH", "").strip()
     origin = "model_path" if model_path is not None else "REMBG_MODEL_PATH"
     if not raw:
-        return WeightsLookup(CUSTOM_MODEL, None, (), source,
-                             f"rembg model {CUSTOM_MODEL} needs a model file",
-                             f"Set REMBG_MODEL_PATH to an ONNX file inside {home}.")
+        return WeightsLookup(
+            CUSTOM_MODEL,
+            None,
+            (),
+            source,
+            f"rembg model {CUSTOM_MODEL} needs a model file",
+            f"Set REMBG_MODEL_PATH to an ONNX file inside {home}.",
+        )
     path = Path(os.path.expanduser(os.fspath(raw)))
     if not path.is_file():
-        return WeightsLookup(CUSTOM_MODEL, None, (path,), source,
-                             f"rembg model file {path} ({origin}) not found",
-                             f"Place the file there or correct {origin}.")
+        return WeightsLookup(
+            CUSTOM_MODEL,
+            None,
+            (path,),
+            source,
+            f"rembg model file {path} ({origin}) not found",
+            f"Place the file there or correct {origin}.",
+        )
     if not (_inside(path, home) or _inside(path, legacy)):
         # rembg refuses custom models outside its folders; say so up front.
-        return WeightsLookup(CUSTOM_MODEL, None, (path,), source,
-                             f"rembg model file {path} is outside {home} ({source}), and rembg refuses "
-                             "custom models elsewhere",
-                             "Move it into that folder or set U2NET_HOME to a folder above it.")
+        return WeightsLookup(
+            CUSTOM_MODEL,
+            None,
+            (path,),
+            source,
+            f"rembg model file {path} is outside {home} ({source}), and rembg refuses custom models elsewhere",
+            "Move it into that folder or set U2NET_HOME to a folder above it.",
+        )
     return WeightsLookup(CUSTOM_MODEL, path, (path,), source)
 
 
@@ -230,8 +245,11 @@ def grabcut_cutout(img: Image.Image, seed: int = 0) -> tuple[Image.Image, list[s
         return rgba, [f"The image ({w}x{h}) is too small for a cutout; kept it whole."]
     rgb = np.asarray(rgba.convert("RGB"))
     scale = min(1.0, GRABCUT_MAX_SIDE / max(w, h))
-    small = rgb if scale == 1.0 else cv2.resize(
-        rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small = (
+        rgb
+        if scale == 1.0
+        else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    )
     try:
         mask = _grabcut_mask(small, seed)
     except cv2.error as exc:
@@ -266,8 +284,11 @@ class BackgroundRemover:
         weights. ``seed`` (the request's) makes the fallback reproducible."""
         if has_real_transparency(img):
             kept = img if img.mode == "RGBA" else img.convert("RGBA")
-            return RemovalResult(kept, "skipped", [
-                "The image already has transparency; kept its alpha instead of removing the background."])
+            return RemovalResult(
+                kept,
+                "skipped",
+                ["The image already has transparency; kept its alpha instead of removing the background."],
+            )
         rgba = img.convert("RGBA")
         session, problem = self._get_session()
         if session is not None:
@@ -302,10 +323,12 @@ class BackgroundRemover:
             if self._session is None:
                 try:
                     self._session = self._load(lookup)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - any load failure falls back to the classical cut-out
                     log.warning("could not load rembg model %s from %s: %s", self.model, lookup.path, exc)
-                    return None, (f"Could not load rembg model {self.model} from {lookup.path} ({exc}); "
-                                  "used a GrabCut cutout instead.")
+                    return None, (
+                        f"Could not load rembg model {self.model} from {lookup.path} ({exc}); "
+                        "used a GrabCut cutout instead."
+                    )
             return self._session, ""
 
     def _load(self, lookup: WeightsLookup) -> Any:

@@ -19,14 +19,16 @@ import argparse
 import base64
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import PipelineError, describe_failure
+from .models import VIEW_NAMES
 from .options import FIELDS, FieldSpec, parse_options
 from .progress import STAGES
-from .models import VIEW_NAMES
-from .views import FIELD as VIEWS_FIELD, check_views, require_multiview, view_field
+from .views import FIELD as VIEWS_FIELD
+from .views import check_views, require_multiview, view_field
 
 # Short spellings the README and the issue use for the two switches everyone flips.
 ALIASES = {"generate_texture": ("--texture",), "remove_background": ("--background",)}
@@ -66,12 +68,18 @@ def add_field_flags(parser: argparse.ArgumentParser, exclude: Sequence[str] = ()
             names.append(f"--{spec.name.replace('_', '-')}")
         names += ALIASES.get(spec.name, ())
         if spec.kind is bool:
-            group.add_argument(*names, dest=spec.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=_help(spec))
+            group.add_argument(
+                *names,
+                dest=spec.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=_help(spec),
+            )
         else:
             metavar = "|".join(map(str, spec.choices)) if spec.choices else spec.kind.__name__.upper()
-            group.add_argument(*names, dest=spec.name, type=_scalar, default=argparse.SUPPRESS,
-                               metavar=metavar, help=_help(spec))
+            group.add_argument(
+                *names, dest=spec.name, type=_scalar, default=argparse.SUPPRESS, metavar=metavar, help=_help(spec)
+            )
 
 
 def add_view_flags(parser: argparse.ArgumentParser) -> None:
@@ -79,10 +87,18 @@ def add_view_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "multi-view input (the 'views' field; README, 'Multi-view input')",
         "Extra pictures of the subject for a multi-view model (or auto); IMAGE is the front, so views "
-        "take exactly one IMAGE.")
+        "take exactly one IMAGE.",
+    )
     for view in VIEW_NAMES:
-        group.add_argument(f"--view-{view}", f"--view_{view}", dest=f"view_{view}", type=Path, metavar="PATH",
-                           default=None, help=f"the {view} view: PNG, JPEG or WebP file")
+        group.add_argument(
+            f"--view-{view}",
+            f"--view_{view}",
+            dest=f"view_{view}",
+            type=Path,
+            metavar="PATH",
+            default=None,
+            help=f"the {view} view: PNG, JPEG or WebP file",
+        )
 
 
 def view_paths(args: argparse.Namespace) -> dict[str, Path]:
@@ -109,8 +125,14 @@ def _generate_parser() -> argparse.ArgumentParser:
         epilog=USAGE_NOTE,
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or WebP files")
-    parser.add_argument("-o", "--output-dir", required=True, type=Path, metavar="OUTDIR",
-                        help="folder for the GLBs (<image name>.glb), created if missing")
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        required=True,
+        type=Path,
+        metavar="OUTDIR",
+        help="folder for the GLBs (<image name>.glb), created if missing",
+    )
     add_field_flags(parser, exclude=REQUEST_ONLY)
     add_view_flags(parser)
     return parser
@@ -120,8 +142,8 @@ def _request_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline request",
         usage="python -m pipeline request IMAGE [--model M] [--seed N] [--no-texture] [...] > request.json",
-        description="Print the RunPod request body {\"input\": {...}} for a local image, for "
-                    "`python worker.py` (save it as test_input.json) or `curl -d @request.json`.",
+        description='Print the RunPod request body {"input": {...}} for a local image, for '
+        "`python worker.py` (save it as test_input.json) or `curl -d @request.json`.",
     )
     parser.add_argument("image", metavar="IMAGE", help="PNG, JPEG or WebP file")
     add_field_flags(parser)
@@ -144,8 +166,14 @@ class _StageBars:
             self.close()
             self.stage = stage
             step = f"{STAGES.index(stage) + 1}/{len(STAGES)} " if stage in STAGES else ""
-            self.bar = tqdm(total=100, desc=f"{self.label} {step}{stage}", unit="%", leave=True,
-                            bar_format="{desc:<40} {bar} {n_fmt}% {postfix}", file=sys.stderr)
+            self.bar = tqdm(
+                total=100,
+                desc=f"{self.label} {step}{stage}",
+                unit="%",
+                leave=True,
+                bar_format="{desc:<40} {bar} {n_fmt}% {postfix}",
+                file=sys.stderr,
+            )
         target = round(100 * min(max(float(fraction), 0.0), 1.0))
         if target > self.bar.n:
             self.bar.update(target - self.bar.n)
@@ -160,9 +188,11 @@ class _StageBars:
 
 def stats_line(image: str, path: Path, result) -> str:
     profile = result.profile if result.profile is not None else "n/a"
-    return (f"{image} -> {path}: model={result.model} seed={result.seed} profile={profile} faces={result.faces} "
-            f"vertices={result.vertices} textured={'yes' if result.textured else 'no'} "
-            f"size={result.file_size / 1e6:.2f}MB time={result.execution_time:.2f}s")
+    return (
+        f"{image} -> {path}: model={result.model} seed={result.seed} profile={profile} faces={result.faces} "
+        f"vertices={result.vertices} textured={'yes' if result.textured else 'no'} "
+        f"size={result.file_size / 1e6:.2f}MB time={result.execution_time:.2f}s"
+    )
 
 
 def _out_path(outdir: Path, image: Path, used: set[Path]) -> Path:
@@ -190,8 +220,10 @@ def generate_main(argv: Sequence[str]) -> int:
         settings = load_settings()
         options = parse_options(fields, settings=settings)  # bad flags fail before any model loads
         if view_paths(args) and len(args.images) != 1:
-            raise PipelineError(f"Views (--view-left/--view-back/--view-right) go with exactly one IMAGE, "
-                                f"the front; got {len(args.images)} images.")
+            raise PipelineError(
+                f"Views (--view-left/--view-back/--view-right) go with exactly one IMAGE, "
+                f"the front; got {len(args.images)} images."
+            )
         views = read_views(args, options.model)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -202,8 +234,9 @@ def generate_main(argv: Sequence[str]) -> int:
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        print(f"error: Cannot create the output folder {str(args.output_dir)!r} ({exc.strerror or exc}).",
-              file=sys.stderr)
+        print(
+            f"error: Cannot create the output folder {str(args.output_dir)!r} ({exc.strerror or exc}).", file=sys.stderr
+        )
         return 1
     failed, used = 0, set()
     for name in args.images:
@@ -246,7 +279,9 @@ def request_main(argv: Sequence[str]) -> int:
         return 1
     body = {"input": {"image": base64.b64encode(data).decode("ascii"), **fields}}
     if views:
-        body["input"][VIEWS_FIELD] = {view: base64.b64encode(picture).decode("ascii") for view, picture in views.items()}
+        body["input"][VIEWS_FIELD] = {
+            view: base64.b64encode(picture).decode("ascii") for view, picture in views.items()
+        }
     try:
         sys.stdout.write(json.dumps(body) + "\n")
         sys.stdout.flush()

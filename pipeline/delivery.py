@@ -18,8 +18,8 @@ import datetime as dt
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlsplit
 
 from .errors import OptionsError, PipelineError, echo
@@ -55,7 +55,7 @@ class BucketConfig:
     bucket_name: str
 
     @classmethod
-    def from_env(cls) -> "BucketConfig | None":
+    def from_env(cls) -> BucketConfig | None:
         values = {name: os.environ.get(name, "").strip() for name in BUCKET_VARS}
         if not any(values.values()):
             return None
@@ -72,9 +72,7 @@ class BucketConfig:
         except ValueError:
             parts, port_ok = None, False
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-            raise OptionsError(
-                f"BUCKET_ENDPOINT_URL must be an http:// or https:// URL with a host, got {echo(url)}."
-            )
+            raise OptionsError(f"BUCKET_ENDPOINT_URL must be an http:// or https:// URL with a host, got {echo(url)}.")
         upload_timeout_s()  # a bad HY3D_UPLOAD_TIMEOUT_S is a configuration error too, found now
         return cls(*values.values())
 
@@ -130,8 +128,11 @@ def _s3_client(bucket: BucketConfig, timeout: float):
         tcp_keepalive=True,
     )
     return boto3.session.Session().client(
-        "s3", endpoint_url=bucket.endpoint_url, aws_access_key_id=bucket.access_key_id,
-        aws_secret_access_key=bucket.secret_access_key, config=config,
+        "s3",
+        endpoint_url=bucket.endpoint_url,
+        aws_access_key_id=bucket.access_key_id,
+        aws_secret_access_key=bucket.secret_access_key,
+        config=config,
         region_name=extract_region_from_url(bucket.endpoint_url),
     )
 
@@ -157,7 +158,7 @@ def upload_glb(glb: bytes, bucket: BucketConfig, prefix: str) -> tuple[str, str]
     timeout = upload_timeout_s()
     name = f"model-{uuid.uuid4().hex[:12]}.glb"
     key = f"{prefix}/{name}" if prefix else name
-    issued = dt.datetime.now(dt.timezone.utc)
+    issued = dt.datetime.now(dt.UTC)
     outcome: dict[str, object] = {}
 
     def put() -> None:  # building the client counts too: boto3's first one takes seconds

@@ -33,7 +33,7 @@ def choose_device(settings: Settings | None = None) -> str:
     return "cuda"
 
 
-def choose_dtype(device: str) -> "torch.dtype":
+def choose_dtype(device: str) -> torch.dtype:
     """fp16 on CUDA (the checkpoints' own precision); float32 on CPU, where
     fp16 runs but yields broken meshes."""
     import torch

@@ -166,9 +166,7 @@ def failed_stage(exc: BaseException) -> str | None:
     return getattr(exc, "hy3d_stage", None)
 
 
-OOM_MESSAGE = (
-    "The GPU ran out of memory; retry with a higher 'profile' (up to 5) or a smaller 'octree_resolution'."
-)
+OOM_MESSAGE = "The GPU ran out of memory; retry with a higher 'profile' (up to 5) or a smaller 'octree_resolution'."
 
 
 def describe_failure(exc: BaseException) -> tuple[str, bool]:

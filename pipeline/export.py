@@ -239,8 +239,9 @@ def glb_stats(glb: bytes) -> dict[str, Any]:
         mime, data = texture
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
-        stats.update(has_texture=True, texture_mime=mime, texture_width=width,
-                     texture_height=height, texture_bytes=len(data))
+        stats.update(
+            has_texture=True, texture_mime=mime, texture_width=width, texture_height=height, texture_bytes=len(data)
+        )
     return stats
 
 

@@ -15,7 +15,7 @@ import contextlib
 import io
 import re
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
@@ -71,7 +71,7 @@ def _strip_data_url(data: str, field: str = "image") -> str:
         raise ImageError(f"Field '{field}' is a data URL without ';base64'; send the image base64-encoded.")
     if params[0] and not params[0].startswith("image/"):
         raise ImageError(f"Field '{field}' is a data URL of type {echo(params[0])}, not an image.")
-    return data[match.end():]
+    return data[match.end() :]
 
 
 def _decoded_size(b64_len: int, padding: int) -> int:
@@ -115,7 +115,7 @@ def _detected_format(data: bytes) -> str | None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             return img.format
-    except Exception:  # any failure just means "unknown"
+    except Exception:  # noqa: BLE001 - any failure just means "unknown"
         return None
 
 
@@ -123,8 +123,10 @@ def _bomb_error(exc: Exception, settings: Settings, field: str = "image") -> Ima
     match = _BOMB_PIXELS.search(str(exc))
     if match:
         return _too_many_pixels(int(match.group(1)), None, settings, field)
-    return ImageError(f"Field '{field}' is too large to decode ({exc}); the limit is "
-                      f"{settings.max_image_pixels} pixels, set by HY3D_MAX_IMAGE_PIXELS.")
+    return ImageError(
+        f"Field '{field}' is too large to decode ({exc}); the limit is "
+        f"{settings.max_image_pixels} pixels, set by HY3D_MAX_IMAGE_PIXELS."
+    )
 
 
 def _open_header(data: bytes, settings: Settings, field: str = "image") -> Image.Image:
@@ -140,7 +142,7 @@ def _open_header(data: bytes, settings: Settings, field: str = "image") -> Image
         if fmt:
             raise ImageError(f"Field '{field}' is a {fmt} image; only PNG, JPEG and WebP are accepted.") from None
         raise ImageError(_NOT_AN_IMAGE.format(field=field)) from None
-    except Exception as exc:  # a plugin accepted the signature but the header is broken
+    except Exception as exc:  # noqa: BLE001 - a plugin accepted the signature but the header is broken
         raise ImageError(f"Field '{field}' has a corrupt header: {exc}.") from None
     if img.format not in _ACCEPTED_FORMATS:  # defensive: formats= already restricts
         raise ImageError(f"Field '{field}' is a {img.format} image; only PNG, JPEG and WebP are accepted.")
@@ -174,7 +176,7 @@ def _decode_pixels(img: Image.Image, settings: Settings, field: str = "image") -
         raise _bomb_error(exc, settings, field) from None
     except MemoryError:
         raise ImageError(f"Field '{field}' could not be decoded: not enough memory.") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every decoder failure is the same user error
         raise ImageError(f"Field '{field}' is truncated or corrupt ({img.format}): {exc}.") from None
     return img
 
@@ -183,7 +185,7 @@ def _apply_orientation(img: Image.Image) -> Image.Image:
     """Rotate as the camera intended; a broken EXIF block must not reject the photo."""
     try:
         return ImageOps.exif_transpose(img)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken EXIF block keeps the pixels as stored
         return img
 
 

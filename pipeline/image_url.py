@@ -69,9 +69,12 @@ def address_problem(address: Address, allow_private: bool) -> str | None:
     if allow_private:
         return None
     for kind, flag in (
-        ("a loopback", address.is_loopback), ("a link-local", address.is_link_local),
-        ("a multicast", address.is_multicast), ("an unspecified", address.is_unspecified),
-        ("a private", address.is_private), ("a reserved", address.is_reserved),
+        ("a loopback", address.is_loopback),
+        ("a link-local", address.is_link_local),
+        ("a multicast", address.is_multicast),
+        ("an unspecified", address.is_unspecified),
+        ("a private", address.is_private),
+        ("a reserved", address.is_reserved),
     ):
         if flag:
             return f"{kind} address"
@@ -130,8 +133,10 @@ def check_url(url: str) -> Target:
     for address in addresses:  # every answer is checked: one bad record refuses the URL
         problem = address_problem(address, private_ok)
         if problem == "a cloud-metadata address":
-            raise ImageError(f"Field 'image_url' host {host} resolves to {address}, a cloud-metadata address, "
-                             "which is always refused.")
+            raise ImageError(
+                f"Field 'image_url' host {host} resolves to {address}, a cloud-metadata address, "
+                "which is always refused."
+            )
         if problem:
             raise ImageError(
                 f"Field 'image_url' host {host} resolves to {address}, {problem}; loopback, private, link-local, "
@@ -151,9 +156,15 @@ def _pool(target: Target, timeout):
         import certifi
 
         return urllib3.HTTPSConnectionPool(
-            target.address, target.port, timeout=timeout, retries=False, maxsize=1,
-            server_hostname=target.host, assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
+            target.address,
+            target.port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
         )
     return urllib3.HTTPConnectionPool(target.address, target.port, timeout=timeout, retries=False, maxsize=1)
 
@@ -186,12 +197,19 @@ def fetch_image_url(url: str, settings: Settings) -> bytes:
         pool = _pool(target, urllib3.Timeout(connect=left, read=left))
         try:
             response = pool.urlopen(
-                "GET", target.path, headers={"Host": _host_header(target), "User-Agent": USER_AGENT,
-                                             "Accept": "image/png, image/jpeg, image/webp, image/*"},
-                redirect=False, preload_content=False, assert_same_host=False,
+                "GET",
+                target.path,
+                headers={
+                    "Host": _host_header(target),
+                    "User-Agent": USER_AGENT,
+                    "Accept": "image/png, image/jpeg, image/webp, image/*",
+                },
+                redirect=False,
+                preload_content=False,
+                assert_same_host=False,
                 timeout=urllib3.Timeout(connect=left, read=left),
             )
-        except (urllib3.exceptions.TimeoutError, socket.timeout):
+        except (TimeoutError, urllib3.exceptions.TimeoutError):
             pool.close()
             raise too_slow from None
         except urllib3.exceptions.HTTPError as exc:
@@ -244,7 +262,7 @@ def _read_capped(response, limit: int, remaining, too_slow: ImageError) -> bytes
             if size > limit:
                 raise _too_large(f"sent more than {limit} bytes; the download was cut off", limit)
             chunks.append(chunk)
-    except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ReadTimeoutError, socket.timeout):
+    except (TimeoutError, urllib3.exceptions.TimeoutError, urllib3.exceptions.ReadTimeoutError):
         raise too_slow from None
     except urllib3.exceptions.ProtocolError as exc:
         raise ImageError(f"Field 'image_url' download broke off: {_reason(exc)}.") from None

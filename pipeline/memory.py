@@ -36,8 +36,9 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Member(Protocol):
 
 
 # -- mmgp's safetensors patch ----------------------------------------------------
+
 
 def _patched_names() -> list[tuple[Any, str, Any]]:
     """(module, attribute, original) for every name mmgp's import rebound."""
@@ -103,6 +105,7 @@ def unpatched_safetensors() -> Iterator[None]:
 
 # -- the process-wide profile ----------------------------------------------------
 
+
 def shape_models(pipe: Any) -> dict[str, Any]:
     """The hy3dgen shape pipeline's models under their mmgp names."""
     return {"shape_dit": pipe.model, "shape_vae": pipe.vae, "shape_conditioner": pipe.conditioner}
@@ -111,8 +114,12 @@ def shape_models(pipe: Any) -> dict[str, Any]:
 def texture_models(delight: Any, paint: Any) -> dict[str, Any]:
     """The delight and paint diffusers pipelines' models under their mmgp names."""
     return {
-        "delight_unet": delight.unet, "delight_vae": delight.vae, "delight_text_encoder": delight.text_encoder,
-        TRANSFORMER: paint.unet, "paint_vae": paint.vae, "paint_text_encoder": paint.text_encoder,
+        "delight_unet": delight.unet,
+        "delight_vae": delight.vae,
+        "delight_text_encoder": delight.text_encoder,
+        TRANSFORMER: paint.unet,
+        "paint_vae": paint.vae,
+        "paint_text_encoder": paint.text_encoder,
     }
 
 
@@ -141,12 +148,17 @@ class MemoryProfiles:
         with self._lock:
             new_shape = shape if shape is not None else self.shape
             new_texture = texture if texture is not None else self.texture
-            if (self.offload is not None and profile == self.profile
-                    and new_shape is self.shape and new_texture is self.texture):
+            if (
+                self.offload is not None
+                and profile == self.profile
+                and new_shape is self.shape
+                and new_texture is self.texture
+            ):
                 return False
             if self.offload is not None:
-                log.info("mmgp: re-profiling both pipelines (profile %s -> %s, reloading from disk)",
-                         self.profile, profile)
+                log.info(
+                    "mmgp: re-profiling both pipelines (profile %s -> %s, reloading from disk)", self.profile, profile
+                )
                 self._release_offload()
             for old, new in ((self.shape, new_shape), (self.texture, new_texture)):
                 if old is not None and old is not new:
@@ -166,7 +178,8 @@ class MemoryProfiles:
         calling mmgp now (worker start-up loads both before any profile)."""
         with self._lock:
             changed = (shape is not None and shape is not self.shape) or (
-                texture is not None and texture is not self.texture)
+                texture is not None and texture is not self.texture
+            )
             if changed and self.offload is not None:
                 self._release_offload()
             for old, new in ((self.shape, shape), (self.texture, texture)):

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import trimesh
@@ -124,8 +124,10 @@ def surface_backend() -> str:
     try:
         import vtkmodules.vtkFiltersCore  # noqa: F401
     except ImportError:
-        log.warning("VTK is not installed: surface extraction falls back to scikit-image marching cubes "
-                    "(about 4x slower at 384^3).")
+        log.warning(
+            "VTK is not installed: surface extraction falls back to scikit-image marching cubes "
+            "(about 4x slower at 384^3)."
+        )
         return "scikit-image"
     return "vtk"
 

@@ -47,33 +47,67 @@ HUNYUAN_MODELS: dict[str, ShapeModelSpec] = {
     for spec in (
         ShapeModelSpec("hunyuan3d-2", "tencent/Hunyuan3D-2", "hunyuan3d-dit-v2-0", False, *_STANDARD),
         ShapeModelSpec(
-            "hunyuan3d-2-turbo", "tencent/Hunyuan3D-2", "hunyuan3d-dit-v2-0-turbo", True, *_TURBO,
-            vae_subfolder="hunyuan3d-vae-v2-0-turbo", guidance_distilled=True,
+            "hunyuan3d-2-turbo",
+            "tencent/Hunyuan3D-2",
+            "hunyuan3d-dit-v2-0-turbo",
+            True,
+            *_TURBO,
+            vae_subfolder="hunyuan3d-vae-v2-0-turbo",
+            guidance_distilled=True,
         ),
         ShapeModelSpec("hunyuan3d-2mini", "tencent/Hunyuan3D-2mini", "hunyuan3d-dit-v2-mini", False, *_STANDARD),
         ShapeModelSpec(
-            "hunyuan3d-2mini-turbo", "tencent/Hunyuan3D-2mini", "hunyuan3d-dit-v2-mini-turbo", True, *_TURBO,
-            vae_subfolder="hunyuan3d-vae-v2-mini-turbo", guidance_distilled=True,
-        ),
-        ShapeModelSpec(
-            "hunyuan3d-2-fast", "tencent/Hunyuan3D-2", "hunyuan3d-dit-v2-0-fast", False, *_STANDARD,
+            "hunyuan3d-2mini-turbo",
+            "tencent/Hunyuan3D-2mini",
+            "hunyuan3d-dit-v2-mini-turbo",
+            True,
+            *_TURBO,
+            vae_subfolder="hunyuan3d-vae-v2-mini-turbo",
             guidance_distilled=True,
         ),
         ShapeModelSpec(
-            "hunyuan3d-2mini-fast", "tencent/Hunyuan3D-2mini", "hunyuan3d-dit-v2-mini-fast", False, *_STANDARD,
+            "hunyuan3d-2-fast",
+            "tencent/Hunyuan3D-2",
+            "hunyuan3d-dit-v2-0-fast",
+            False,
+            *_STANDARD,
             guidance_distilled=True,
         ),
         ShapeModelSpec(
-            "hunyuan3d-2mv", "tencent/Hunyuan3D-2mv", "hunyuan3d-dit-v2-mv", False, *_STANDARD, multiview=True,
+            "hunyuan3d-2mini-fast",
+            "tencent/Hunyuan3D-2mini",
+            "hunyuan3d-dit-v2-mini-fast",
+            False,
+            *_STANDARD,
+            guidance_distilled=True,
         ),
         ShapeModelSpec(
-            "hunyuan3d-2mv-fast", "tencent/Hunyuan3D-2mv", "hunyuan3d-dit-v2-mv-fast", False, *_STANDARD,
-            multiview=True, guidance_distilled=True,
+            "hunyuan3d-2mv",
+            "tencent/Hunyuan3D-2mv",
+            "hunyuan3d-dit-v2-mv",
+            False,
+            *_STANDARD,
+            multiview=True,
         ),
         ShapeModelSpec(
-            "hunyuan3d-2mv-turbo", "tencent/Hunyuan3D-2mv", "hunyuan3d-dit-v2-mv-turbo", True, *_TURBO,
-            vae_subfolder="hunyuan3d-vae-v2-0-turbo", vae_repo_id="tencent/Hunyuan3D-2",
-            multiview=True, guidance_distilled=True,
+            "hunyuan3d-2mv-fast",
+            "tencent/Hunyuan3D-2mv",
+            "hunyuan3d-dit-v2-mv-fast",
+            False,
+            *_STANDARD,
+            multiview=True,
+            guidance_distilled=True,
+        ),
+        ShapeModelSpec(
+            "hunyuan3d-2mv-turbo",
+            "tencent/Hunyuan3D-2mv",
+            "hunyuan3d-dit-v2-mv-turbo",
+            True,
+            *_TURBO,
+            vae_subfolder="hunyuan3d-vae-v2-0-turbo",
+            vae_repo_id="tencent/Hunyuan3D-2",
+            multiview=True,
+            guidance_distilled=True,
         ),
     )
 }
@@ -82,8 +116,12 @@ HUNYUAN_MODELS: dict[str, ShapeModelSpec] = {
 # weights are present wins (a fast model samples like the standard one at half
 # the DiT work; turbo trades detail for 5 steps).
 AUTO_PREFERENCE = (
-    "hunyuan3d-2", "hunyuan3d-2-fast", "hunyuan3d-2-turbo",
-    "hunyuan3d-2mini", "hunyuan3d-2mini-fast", "hunyuan3d-2mini-turbo",
+    "hunyuan3d-2",
+    "hunyuan3d-2-fast",
+    "hunyuan3d-2-turbo",
+    "hunyuan3d-2mini",
+    "hunyuan3d-2mini-fast",
+    "hunyuan3d-2mini-turbo",
 )
 # Order used by "auto" when the request carries views.
 AUTO_MULTIVIEW_PREFERENCE = ("hunyuan3d-2mv", "hunyuan3d-2mv-fast", "hunyuan3d-2mv-turbo")

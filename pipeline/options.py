@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import OptionsError, echo
 from .models import DEFAULT_PAINT_MODEL, MODEL_CHOICES, PAINT_MODELS, TEXTURE_SIZES
@@ -61,9 +62,7 @@ class FieldSpec:
                 raise OptionsError(f"Field '{self.name}' must be a finite number, got {echo(value)}.")
         if self.choices is not None and value not in self.choices:
             raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got {_describe(value)}.")
-        if (self.minimum is not None and value < self.minimum) or (
-            self.maximum is not None and value > self.maximum
-        ):
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
             raise OptionsError(f"Field '{self.name}' must be {self.rule()}, got {_fmt(value)}.")
         return value
 
@@ -100,55 +99,90 @@ def _describe(value: Any) -> str:
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("generate_texture", bool, True, "Paint a texture onto the mesh."),
     FieldSpec(
-        "remove_background", bool, True,
+        "remove_background",
+        bool,
+        True,
         "Cut the subject out with rembg first; skipped when the image already has real transparency.",
     ),
     FieldSpec(
-        "profile", int, lambda s: s.default_profile,
+        "profile",
+        int,
+        lambda s: s.default_profile,
         "mmgp memory profile, 1 (fastest, most VRAM) to 5 (least VRAM). Default: env HY3D_PROFILE, else 3.",
-        minimum=1, maximum=5,
+        minimum=1,
+        maximum=5,
     ),
     FieldSpec("seed", int, 1234, "Random seed; the same seed gives the same model.", minimum=0, maximum=2**32 - 1),
     FieldSpec(
-        "model", str, lambda s: s.default_model,
+        "model",
+        str,
+        lambda s: s.default_model,
         "Shape model. Default: env HY3D_MODEL, else auto (best Hunyuan3D variant present, else draft).",
         choices=MODEL_CHOICES,
     ),
     FieldSpec("max_faces", int, 40000, "Face budget of the output mesh.", minimum=1000, maximum=500000),
     FieldSpec(
-        "steps", int, None, "Diffusion steps (Hunyuan3D only). Default: the model's own (30, or 5 for turbo).",
-        minimum=1, maximum=100, nullable=True,
+        "steps",
+        int,
+        None,
+        "Diffusion steps (Hunyuan3D only). Default: the model's own (30, or 5 for turbo).",
+        minimum=1,
+        maximum=100,
+        nullable=True,
     ),
     FieldSpec(
-        "guidance_scale", float, None, "Classifier-free guidance (Hunyuan3D only). Default: 5.0.",
-        minimum=0.0, maximum=20.0, nullable=True,
+        "guidance_scale",
+        float,
+        None,
+        "Classifier-free guidance (Hunyuan3D only). Default: 5.0.",
+        minimum=0.0,
+        maximum=20.0,
+        nullable=True,
     ),
     FieldSpec(
-        "octree_resolution", int, None, "Surface-extraction grid resolution (Hunyuan3D only). Default: 256.",
-        minimum=64, maximum=512, nullable=True,
+        "octree_resolution",
+        int,
+        None,
+        "Surface-extraction grid resolution (Hunyuan3D only). Default: 256.",
+        minimum=64,
+        maximum=512,
+        nullable=True,
     ),
     FieldSpec(
-        "num_chunks", int, None, "Grid points decoded per batch (Hunyuan3D only); lower uses less VRAM. Default: 8000.",
-        minimum=1000, maximum=500000, nullable=True,
+        "num_chunks",
+        int,
+        None,
+        "Grid points decoded per batch (Hunyuan3D only); lower uses less VRAM. Default: 8000.",
+        minimum=1000,
+        maximum=500000,
+        nullable=True,
     ),
     FieldSpec("texture_size", int, 2048, "Texture atlas size in pixels (Hunyuan3D texturing).", choices=TEXTURE_SIZES),
     FieldSpec(
-        "paint_model", str, DEFAULT_PAINT_MODEL,
+        "paint_model",
+        str,
+        DEFAULT_PAINT_MODEL,
         "Texture paint model (Hunyuan3D texturing); -turbo runs hy3dgen 2.0.2's standard sampler.",
         choices=PAINT_MODELS,
     ),
     FieldSpec(
-        "smooth_normals", bool, True,
+        "smooth_normals",
+        bool,
+        True,
         "Write smooth vertex normals (+12 bytes a vertex, about 0.3 MB at 40k faces). Off, viewers shade flat, "
         "as the glTF spec requires for GLBs without normals (hy3dgen's own have none).",
     ),
     FieldSpec(
-        "output", str, "auto",
+        "output",
+        str,
+        "auto",
         "How the GLB comes back: inline (base64 only), url (bucket upload), auto (inline under the budget).",
         choices=("auto", "inline", "url"),
     ),
     FieldSpec(
-        "preview", bool, False,
+        "preview",
+        bool,
+        False,
         "Add preview_png_base64: a 512x512 PNG of the final model (three-quarter front view, transparent "
         "background), rendered on the CPU; off by default to keep payloads small.",
     ),
@@ -180,7 +214,7 @@ class GenerationOptions:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "GenerationOptions":
+    def replace(self, **changes: Any) -> GenerationOptions:
         return dataclasses.replace(self, **changes)
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class View:
     back: np.ndarray
 
     @classmethod
-    def three_quarter(cls, azimuth_deg: float = AZIMUTH_DEG, elevation_deg: float = ELEVATION_DEG) -> "View":
+    def three_quarter(cls, azimuth_deg: float = AZIMUTH_DEG, elevation_deg: float = ELEVATION_DEG) -> View:
         az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
         back = np.array([math.sin(az) * math.cos(el), math.sin(el), math.cos(az) * math.cos(el)])
         right = np.cross([0.0, 1.0, 0.0], back)
@@ -168,8 +168,9 @@ def _render(mesh, size: int) -> np.ndarray:
     scale = FILL / extent
     # Rasterizer row 0 is ndc y = -1, so y is negated for a top-down image;
     # nearer points (larger z) get smaller depth and win the z-buffer.
-    clip = np.column_stack([local[:, 0] * scale, -local[:, 1] * scale, -local[:, 2] / depth * 0.999,
-                            np.ones(len(local))])
+    clip = np.column_stack(
+        [local[:, 0] * scale, -local[:, 1] * scale, -local[:, 2] / depth * 0.999, np.ones(len(local))]
+    )
     pos = torch.from_numpy(clip.astype(np.float32))
     welded, inverse = _welded(mesh)
     tri = torch.from_numpy(_front_faces(welded, local, faces))

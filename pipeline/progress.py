@@ -7,9 +7,10 @@ it to ``runpod.serverless.progress_update`` and the app to ``gr.Progress``.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from .errors import tag_stage
 
@@ -41,7 +42,6 @@ def throttled(callback: ProgressCallback, min_interval_s: float = 0.5) -> Progre
             callback(stage, fraction, message)
 
     return report
-
 
 
 @dataclass

@@ -24,9 +24,10 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ImageError, OptionsError, PipelineError
@@ -71,7 +72,7 @@ class RemoteSettings:
     download_timeout_s: float = 120.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "RemoteSettings | None":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RemoteSettings | None:
         """None unless ``HY3D_REMOTE_ENDPOINT`` is set (local mode)."""
         env = os.environ if environ is None else environ
         endpoint_id = env.get("HY3D_REMOTE_ENDPOINT", "").strip()
@@ -105,9 +106,7 @@ class RemoteSettings:
 
 
 # -- request and response translation ---------------------------------------
-def build_input(
-    image: bytes, options: GenerationOptions, views: Mapping[str, bytes] | None = None
-) -> dict[str, Any]:
+def build_input(image: bytes, options: GenerationOptions, views: Mapping[str, bytes] | None = None) -> dict[str, Any]:
     """The worker's ``input``: the panel's fields, minus the ones left unset.
 
     None means "the model's own default"; leaving the field out lets the
@@ -288,7 +287,7 @@ class RemoteGenerator:
     def describe(self) -> str:
         return self.remote.describe()
 
-    def choose_model(self, requested: str) -> "ModelChoice":
+    def choose_model(self, requested: str) -> ModelChoice:
         """The banner notice; the model itself is chosen by the worker."""
         from .service import ModelChoice
 
@@ -326,7 +325,10 @@ class RemoteGenerator:
             session.close()
 
     def generate(
-        self, image: bytes, options: GenerationOptions, progress: ProgressCallback = null_progress,
+        self,
+        image: bytes,
+        options: GenerationOptions,
+        progress: ProgressCallback = null_progress,
         views: Mapping[str, bytes] | None = None,
     ) -> GenerationResult:
         """Run one job on RunPod: submit, follow ``/status``, fetch the GLB."""
@@ -406,7 +408,7 @@ class RemoteGenerator:
         """Best effort: an abandoned job must not keep a GPU busy."""
         try:
             job.cancel(timeout=5)
-        except Exception:  # noqa: BLE001 - the original error is the one to report
+        except Exception:
             log.warning("could not cancel remote job %s", job.job_id, exc_info=True)
 
     @contextmanager
@@ -422,8 +424,7 @@ class RemoteGenerator:
         except RuntimeError as exc:  # runpod raises RuntimeError for 401 and for a missing key
             if "401" in str(exc):
                 raise PipelineError(
-                    f"RunPod rejected the API key (401 Unauthorized) when {action} on {where}; "
-                    "check RUNPOD_API_KEY."
+                    f"RunPod rejected the API key (401 Unauthorized) when {action} on {where}; check RUNPOD_API_KEY."
                 ) from None
             raise PipelineError(f"RunPod client error when {action} on {where}: {exc}") from None
         except requests.HTTPError as exc:
@@ -438,8 +439,7 @@ class RemoteGenerator:
             raise TransientRemoteError(f"RunPod did not answer in time when {action} on {where}.") from None
         except requests.ConnectionError:
             raise TransientRemoteError(
-                f"Could not connect to RunPod when {action} on {where}; "
-                "check HY3D_REMOTE_BASE_URL and the network."
+                f"Could not connect to RunPod when {action} on {where}; check HY3D_REMOTE_BASE_URL and the network."
             ) from None
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             raise PipelineError(f"RunPod gave an unexpected answer when {action} on {where}: {exc!r}.") from None

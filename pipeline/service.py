@@ -12,8 +12,9 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from . import GENERATOR
 from .errors import (
@@ -90,7 +91,10 @@ class ImageTo3D:
             what, advice = "HY3D_MODEL is auto", "or set HY3D_MODEL=draft to serve the draft backend"
         elif self.settings.default_model == DRAFT:
             # HY3D_MODEL=draft is already set: the request itself asked for auto.
-            what, advice = "Field 'model' is auto", "or send model 'draft' (or leave 'model' out: this worker's default is draft)"
+            what, advice = (
+                "Field 'model' is auto",
+                "or send model 'draft' (or leave 'model' out: this worker's default is draft)",
+            )
         else:
             what, advice = "Field 'model' is auto", "or send model 'draft' (or set HY3D_MODEL=draft on the worker)"
         raise WeightsMissingError(
@@ -155,10 +159,10 @@ class ImageTo3D:
     # -- the request path -----------------------------------------------
     def generate(
         self,
-        image: "bytes | str | Image.Image",
+        image: bytes | str | Image.Image,
         options: GenerationOptions,
         progress: ProgressCallback = null_progress,
-        views: "Mapping[str, Any] | None" = None,
+        views: Mapping[str, Any] | None = None,
     ) -> GenerationResult:
         """Run one request end to end. Thread-safe: requests are serialised,
         because there is one accelerator and the models are shared.
@@ -235,8 +239,12 @@ class ImageTo3D:
         with run.timed("export"):
             from .export import export_glb
 
-            extras = {"options": options.to_dict(), "model": choice.name, "generator": GENERATOR,
-                      **({"views": ["front", *rgba_views]} if rgba_views else {})}
+            extras = {
+                "options": options.to_dict(),
+                "model": choice.name,
+                "generator": GENERATOR,
+                **({"views": ["front", *rgba_views]} if rgba_views else {}),
+            }
             glb = export_glb(mesh, extras=extras, include_normals=options.smooth_normals)
         progress("export", 1.0, f"GLB {len(glb)} bytes")
 
@@ -277,7 +285,10 @@ class ImageTo3D:
         from .export import export_glb
 
         return export_glb(
-            result.mesh, extras=result.extras, jpeg_quality=jpeg_quality, max_texture_size=max_texture_size,
+            result.mesh,
+            extras=result.extras,
+            jpeg_quality=jpeg_quality,
+            max_texture_size=max_texture_size,
             include_normals=bool(result.options.get("smooth_normals", True)),
         )
 
@@ -295,11 +306,11 @@ class ImageTo3D:
             return
         log.error("texturing failed in the %s stage; returning the untextured model", stage, exc_info=exc)
         detail = f"{exc}" if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {echo(str(exc))}"
-        warnings.append(bound_message(
-            f"Texturing failed in the {stage} stage ({detail}); returned the untextured model."
-        ))
+        warnings.append(
+            bound_message(f"Texturing failed in the {stage} stage ({detail}); returned the untextured model.")
+        )
 
-    def _decode(self, image, field: str = "image") -> "Image.Image":
+    def _decode(self, image, field: str = "image") -> Image.Image:
         from . import image_io
 
         if isinstance(image, str):
@@ -324,8 +335,9 @@ class ImageTo3D:
                 decoded[view] = self._decode(value, view_field(view))
         return decoded
 
-    def _remove_view_backgrounds(self, views: dict, options: GenerationOptions, warnings: list[str],
-                                 progress: ProgressCallback, run: RunLog) -> dict:
+    def _remove_view_backgrounds(
+        self, views: dict, options: GenerationOptions, warnings: list[str], progress: ProgressCallback, run: RunLog
+    ) -> dict:
         """Background removal on every view, as on ``image``. A view's warning
         is prefixed with its name unless the front already said the same."""
         if not views or not options.remove_background:

@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("shutdown")
 
@@ -36,7 +36,7 @@ def exit_on_sigterm(name: str) -> None:
     daemon threads and end with the process. Call it from the main thread.
     """
 
-    def handle(signum, frame):  # noqa: ARG001 - signal handler signature
+    def handle(signum, frame):
         # Restore the default first: a second SIGTERM during cleanup ends the process at once.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         print(f"{name}: SIGTERM received, exiting.", file=sys.stderr, flush=True)

@@ -35,7 +35,7 @@ class MeshOutput:
 def _output_class() -> type:
     try:
         from hy3dgen.shapegen.models.autoencoders import Latent2MeshOutput
-    except Exception:  # hy3dgen absent or broken: the duck type is all callers touch
+    except Exception:  # noqa: BLE001 - hy3dgen absent or broken: the duck type is all callers touch
         return MeshOutput
     return Latent2MeshOutput
 
@@ -69,7 +69,7 @@ class FastSurfaceExtractor:
             try:
                 vertices, faces = self.run(grid_logits[i], **kwargs)
                 outputs.append(output(mesh_v=vertices, mesh_f=faces))
-            except Exception as exc:  # same contract as hy3dgen: log, then None
+            except Exception as exc:  # noqa: BLE001 - same contract as hy3dgen: log, then None
                 log.warning("surface extraction failed for grid %d: %s", i, exc)
                 outputs.append(None)
         return outputs

@@ -22,7 +22,7 @@ class ShapeOutput:
     the origin and inside the [-1, 1] cube, like hy3dgen's own output.
     """
 
-    mesh: "trimesh.Trimesh"
+    mesh: trimesh.Trimesh
     model: str
     textured: bool = False  # the mesh already carries a texture (draft's projection)
     profile: int | None = None  # the memory profile that actually ran, if any
@@ -36,9 +36,7 @@ class ShapeBackend(Protocol):
 
     name: str
 
-    def generate(
-        self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback"
-    ) -> ShapeOutput: ...
+    def generate(self, image: Image.Image, options: GenerationOptions, progress: ProgressCallback) -> ShapeOutput: ...
 
 
 @dataclass

@@ -9,7 +9,8 @@ name the view. No heavy imports: the faces call this before any model loads.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .errors import OptionsError
 from .models import AUTO, HUNYUAN_MODELS, MULTIVIEW_MODELS, VIEW_NAMES

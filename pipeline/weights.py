@@ -35,9 +35,9 @@ import sys
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from .errors import PipelineError, WeightsDamagedError, WeightsMissingError
 from .models import AUTO_MULTIVIEW_PREFERENCE, AUTO_PREFERENCE, HUNYUAN_MODELS, ShapeModelSpec
@@ -71,6 +71,7 @@ class DownloadError(PipelineError):
 
 
 # -- search roots -------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SearchRoot:
@@ -153,6 +154,7 @@ def _mtime(path: Path) -> float:
 
 
 # -- completeness -------------------------------------------------------------
+
 
 def _file_size(path: Path) -> int:
     """Size of a regular file (following HF cache symlinks); 0 when absent or broken."""
@@ -257,6 +259,7 @@ def described_candidates(repo_id: str, subfolder: str) -> list[str]:
 
 # -- shape models -------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """A shape model's local files: the DiT checkpoint and, for turbo
@@ -311,6 +314,7 @@ def resolve_auto_model(multiview: bool = False) -> str | None:
 
 
 # -- other assets (texture models, rembg) --------------------------------------
+
 
 def _xdg(name: str, default: str) -> str:
     xdg = os.environ.get("XDG_DATA_HOME")
@@ -372,15 +376,22 @@ def _texture_status(subfolder: str) -> AssetStatus:
     found = find_folder(TEXTURE_REPO, subfolder, diffusers_folder_complete)
     hint = "python -m pipeline.weights download --texture"
     return AssetStatus(
-        "texture", subfolder, str(found[0]) if found else None, found[1] if found else None,
-        "" if found else hint, described_candidates(TEXTURE_REPO, subfolder),
+        "texture",
+        subfolder,
+        str(found[0]) if found else None,
+        found[1] if found else None,
+        "" if found else hint,
+        described_candidates(TEXTURE_REPO, subfolder),
     )
 
 
 def _rembg_status(name: str) -> AssetStatus:
     path = rembg_model_path(name)
     return AssetStatus(
-        "rembg", name, str(path) if path else None, "rembg home" if path else None,
+        "rembg",
+        name,
+        str(path) if path else None,
+        "rembg home" if path else None,
         "" if path else "python -m pipeline.weights download --rembg",
     )
 
@@ -394,6 +405,7 @@ def check_assets(rembg_name: str = "u2net") -> list[AssetStatus]:
 
 
 # -- verifying file contents ----------------------------------------------------
+
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -469,7 +481,9 @@ def verify_file(path: Path) -> FileCheck:
         algorithm, expected = recorded
         actual = file_sha256(path) if algorithm == "sha256" else _git_blob_sha1(path)
         if actual != expected:
-            return FileCheck(str(path), "damaged", f"{algorithm} is {actual[:12]}..., the download recorded {expected[:12]}...")
+            return FileCheck(
+                str(path), "damaged", f"{algorithm} is {actual[:12]}..., the download recorded {expected[:12]}..."
+            )
     if path.suffix == ".safetensors":
         try:
             bad = nonfinite_tensor(path)
@@ -483,8 +497,11 @@ def verify_file(path: Path) -> FileCheck:
 
 
 def _asset_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE
-                  and ".cache" not in p.relative_to(folder).parts)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != MANIFEST_FILE and ".cache" not in p.relative_to(folder).parts
+    )
 
 
 def verify_assets() -> list[FileCheck]:
@@ -527,8 +544,9 @@ def write_manifest(folder: Path, base: Path | None = None) -> Path:
     return manifest
 
 
-def check_weights_finite(modules: dict[str, object], path: Path, model: str | None, device: str = "cpu",
-                         command: str | None = None) -> None:
+def check_weights_finite(
+    modules: dict[str, object], path: Path, model: str | None, device: str = "cpu", command: str | None = None
+) -> None:
     """Raise :class:`WeightsDamagedError` naming ``path`` when a loaded
     parameter or buffer holds NaN or infinity: garbage tensor bytes of the
     right size pass every size check, and each job would then fail late as
@@ -565,11 +583,13 @@ def damaged_error(path: Path, detail: str, model: str | None = None, command: st
     fix = f"`{command or (download_command(model) if model else 'python -m pipeline.weights download')}`"
     return WeightsDamagedError(
         f"Weights {'folder' if path.is_dir() else 'file'} {path} is damaged ({detail}); delete it and download "
-        f"it again with {fix}.", path=str(path)
+        f"it again with {fix}.",
+        path=str(path),
     )
 
 
 # -- downloading --------------------------------------------------------------
+
 
 def _offline() -> bool:
     value = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get("TRANSFORMERS_OFFLINE", "")
@@ -669,8 +689,9 @@ def _snapshot_download(repo_id: str, subfolders: Sequence[str], dest: Path | Non
 
     patterns = [f"{sub}/*" for sub in subfolders]
     if dest is None:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, cache_dir=str(_hf_hub_cache()),
-                                      etag_timeout=timeout))
+        return Path(
+            snapshot_download(repo_id, allow_patterns=patterns, cache_dir=str(_hf_hub_cache()), etag_timeout=timeout)
+        )
     target = dest / repo_id
     snapshot_download(repo_id, allow_patterns=patterns, local_dir=str(target), etag_timeout=timeout)
     return target
@@ -731,7 +752,8 @@ def download(
 def _verify(repo_id: str, subfolders: Iterable[str], base: Path) -> None:
     for sub in subfolders:
         ok = (
-            diffusers_folder_complete(base / sub) if sub in TEXTURE_SUBFOLDERS
+            diffusers_folder_complete(base / sub)
+            if sub in TEXTURE_SUBFOLDERS
             else inspect_shape_folder(base / sub) is not None
         )
         if not ok:
@@ -744,6 +766,7 @@ def _describe_plan(plan: DownloadPlan) -> str:
 
 
 # -- CLI ----------------------------------------------------------------------
+
 
 def _print_check(statuses: list[AssetStatus]) -> None:
     for status in statuses:
@@ -761,8 +784,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="list every model and asset, present or missing, and where")
     check.add_argument("--json", action="store_true", help="print JSON instead of text")
     check.add_argument("--require", choices=sorted(HUNYUAN_MODELS), help="exit 1 unless this model is present")
-    check.add_argument("--verify", action="store_true",
-                       help="also read every weights file: recorded checksums and finite tensors (exit 1 if damaged)")
+    check.add_argument(
+        "--verify",
+        action="store_true",
+        help="also read every weights file: recorded checksums and finite tensors (exit 1 if damaged)",
+    )
     get = sub.add_parser("download", help="download a model's subfolders (and texture/rembg assets)")
     get.add_argument("--model", choices=sorted(HUNYUAN_MODELS))
     get.add_argument("--texture", action="store_true", help=f"also {', '.join(TEXTURE_SUBFOLDERS)}")
@@ -770,9 +796,13 @@ def _parser() -> argparse.ArgumentParser:
     where = get.add_mutually_exclusive_group()
     where.add_argument("--dest", type=Path, help="root in hy3dgen layout (default: $HY3DGEN_MODELS)")
     where.add_argument("--hf-cache", action="store_true", help="download into the Hugging Face cache instead")
-    get.add_argument("--timeout", type=float, default=None,
-                     help="network timeout in seconds; overrides HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT "
-                          f"(default: those where set, else {DEFAULT_TIMEOUT_S:g})")
+    get.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="network timeout in seconds; overrides HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT "
+        f"(default: those where set, else {DEFAULT_TIMEOUT_S:g})",
+    )
     return parser
 
 
@@ -785,8 +815,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         damaged = [item for item in checks if item.status == "damaged"]
         if args.json:
             listing = [status.__dict__ for status in statuses]
-            print(json.dumps({"assets": listing, "verified": [c.__dict__ for c in checks]} if args.verify
-                             else listing, indent=2))
+            print(
+                json.dumps(
+                    {"assets": listing, "verified": [c.__dict__ for c in checks]} if args.verify else listing, indent=2
+                )
+            )
         else:
             _print_check(statuses)
             for item in checks:
@@ -801,8 +834,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model or args.texture:
         print(LICENCE_NOTICE)
     try:
-        download(args.model, texture=args.texture, rembg=rembg_name if args.rembg else None,
-                 dest=args.dest, hf_cache=args.hf_cache, timeout=args.timeout)
+        download(
+            args.model,
+            texture=args.texture,
+            rembg=rembg_name if args.rembg else None,
+            dest=args.dest,
+            hf_cache=args.hf_cache,
+            timeout=args.timeout,
+        )
     except Exception as exc:  # noqa: BLE001 - the CLI reports every failure as one clear line
         print(f"download failed: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the tests use (venv, Debian chromium, the glTF validator)
-# and run the whole suite, slow tests included. Extra args go to pytest.
+# Set up everything the tests use (venv, Debian chromium, the glTF validator),
+# run the linters (scripts/lint.sh) and then the whole suite, slow tests included. Extra args go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
@@ -22,6 +22,8 @@ fi
 if command -v npm >/dev/null 2>&1; then
   npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 fi
+# Lint, format and type checks first (pyproject.toml): a finding fails the run.
+bash scripts/lint.sh
 # Every test: fast, slow (browser included) and docker (tests/test_image.py,
 # which skips with its reason when no Docker engine can be started).
 exec .venv/bin/python -m pytest -m "slow or not slow or docker" "$@"

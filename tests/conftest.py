@@ -10,9 +10,9 @@ import io
 import os
 import socket
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -63,8 +63,14 @@ def running_app(pipeline=None, auth: tuple[str, str] | None = None) -> Iterator[
 
     demo = app.build_demo(pipeline)
     port = free_port()
-    demo.launch(prevent_thread_lock=True, show_error=True, server_name="127.0.0.1", server_port=port, quiet=True,
-                **app.launch_kwargs(auth))
+    demo.launch(
+        prevent_thread_lock=True,
+        show_error=True,
+        server_name="127.0.0.1",
+        server_port=port,
+        quiet=True,
+        **app.launch_kwargs(auth),
+    )
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

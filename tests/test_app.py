@@ -28,9 +28,19 @@ def generate(client, image_path, **overrides):
     from gradio_client import handle_file
 
     args = dict(
-        model="draft", profile=3, generate_texture=True, remove_background=False, seed=1234,
-        randomize_seed=False, max_faces=5000, steps=None, guidance_scale=None, octree_resolution=None,
-        num_chunks=None, texture_size=2048, paint_model="hunyuan3d-paint-v2-0",
+        model="draft",
+        profile=3,
+        generate_texture=True,
+        remove_background=False,
+        seed=1234,
+        randomize_seed=False,
+        max_faces=5000,
+        steps=None,
+        guidance_scale=None,
+        octree_resolution=None,
+        num_chunks=None,
+        texture_size=2048,
+        paint_model="hunyuan3d-paint-v2-0",
     )
     args.update(overrides)
     return client.predict(handle_file(str(image_path)), *args.values(), api_name="/generate")
@@ -87,12 +97,21 @@ def test_app_notice_names_backend(app_url):
 def test_request_fields_translation():
     import app
 
-    fields = app.request_fields("draft", 3.0, True, False, 12.0, 40000.0, None, 5.0, 256.0, None, "1024",
-                                "hunyuan3d-paint-v2-0", True)
+    fields = app.request_fields(
+        "draft", 3.0, True, False, 12.0, 40000.0, None, 5.0, 256.0, None, "1024", "hunyuan3d-paint-v2-0", True
+    )
     assert fields == {
-        "model": "draft", "profile": 3, "generate_texture": True, "remove_background": False, "seed": 12,
-        "max_faces": 40000, "guidance_scale": 5.0, "octree_resolution": 256, "texture_size": 1024,
-        "paint_model": "hunyuan3d-paint-v2-0", "smooth_normals": True,
+        "model": "draft",
+        "profile": 3,
+        "generate_texture": True,
+        "remove_background": False,
+        "seed": 12,
+        "max_faces": 40000,
+        "guidance_scale": 5.0,
+        "octree_resolution": 256,
+        "texture_size": 1024,
+        "paint_model": "hunyuan3d-paint-v2-0",
+        "smooth_normals": True,
     }
 
 

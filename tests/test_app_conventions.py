@@ -20,15 +20,29 @@ from tests.conftest import free_port, make_subject_png, running_app
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("flags, env, expected", [
-    ((None, None), {}, ("127.0.0.1", 7860)),
-    ((None, None), {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "8080"}, ("0.0.0.0", 8080)),
-    ((None, None), {"GRADIO_SERVER_NAME": "0.0.0.0", "HY3D_HOST": "10.0.0.1",
-                    "GRADIO_SERVER_PORT": "8080", "HY3D_PORT": "9000"}, ("10.0.0.1", 9000)),
-    (("127.0.0.2", 7000), {"HY3D_HOST": "10.0.0.1", "HY3D_PORT": "9000", "GRADIO_SERVER_PORT": "8080"},
-     ("127.0.0.2", 7000)),
-    ((None, None), {"HY3D_HOST": " ", "GRADIO_SERVER_NAME": "0.0.0.0"}, ("0.0.0.0", 7860)),
-])
+@pytest.mark.parametrize(
+    "flags, env, expected",
+    [
+        ((None, None), {}, ("127.0.0.1", 7860)),
+        ((None, None), {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "8080"}, ("0.0.0.0", 8080)),
+        (
+            (None, None),
+            {
+                "GRADIO_SERVER_NAME": "0.0.0.0",
+                "HY3D_HOST": "10.0.0.1",
+                "GRADIO_SERVER_PORT": "8080",
+                "HY3D_PORT": "9000",
+            },
+            ("10.0.0.1", 9000),
+        ),
+        (
+            ("127.0.0.2", 7000),
+            {"HY3D_HOST": "10.0.0.1", "HY3D_PORT": "9000", "GRADIO_SERVER_PORT": "8080"},
+            ("127.0.0.2", 7000),
+        ),
+        ((None, None), {"HY3D_HOST": " ", "GRADIO_SERVER_NAME": "0.0.0.0"}, ("0.0.0.0", 7860)),
+    ],
+)
 def test_bind_precedence(flags, env, expected):
     assert app.resolve_bind(*flags, env=env) == expected
 
@@ -39,12 +53,15 @@ def test_bad_port_variable_is_one_sentence():
 
 
 def test_help_shows_defaults_and_variables():
-    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--help"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, str(ROOT / "app.py"), "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
-    for piece in ("default 127.0.0.1; env HY3D_HOST, else GRADIO_SERVER_NAME",
-                  "default 7860; env HY3D_PORT, else GRADIO_SERVER_PORT", "env HY3D_AUTH", "HY3D_WARM_UP"):
+    for piece in (
+        "default 127.0.0.1; env HY3D_HOST, else GRADIO_SERVER_NAME",
+        "default 7860; env HY3D_PORT, else GRADIO_SERVER_PORT",
+        "env HY3D_AUTH",
+        "HY3D_WARM_UP",
+    ):
         assert piece in text, piece
 
 
@@ -54,9 +71,15 @@ def _component(demo, label):
 
 def test_widget_ranges_come_from_the_schema():
     demo = app.build_demo()
-    for label, field in (("Max faces", "max_faces"), ("Seed", "seed"), ("Memory profile (mmgp)", "profile"),
-                         ("Steps", "steps"), ("Guidance scale", "guidance_scale"),
-                         ("Octree resolution", "octree_resolution"), ("Num chunks", "num_chunks")):
+    for label, field in (
+        ("Max faces", "max_faces"),
+        ("Seed", "seed"),
+        ("Memory profile (mmgp)", "profile"),
+        ("Steps", "steps"),
+        ("Guidance scale", "guidance_scale"),
+        ("Octree resolution", "octree_resolution"),
+        ("Num chunks", "num_chunks"),
+    ):
         widget, spec = _component(demo, label), FIELDS_BY_NAME[field]
         assert (widget.minimum, widget.maximum) == (spec.minimum, spec.maximum), label
     assert _component(demo, "Max faces").maximum == 500000 and _component(demo, "Seed").maximum == 2**32 - 1
@@ -81,17 +104,24 @@ class TestThroughGradioClient:
         from gradio_client import handle_file
 
         viewer, download, markdown, stats, seed = client.predict(
-            image=handle_file(image), model="draft", remove_background=False, max_faces=2000, seed=2**32 - 1,
-            api_name="/generate")
+            image=handle_file(image),
+            model="draft",
+            remove_background=False,
+            max_faces=2000,
+            seed=2**32 - 1,
+            api_name="/generate",
+        )
         assert stats["model"] == "draft" and stats["faces"] <= 2000 and seed == 2**32 - 1  # the schema's top seed
         assert Path(viewer).read_bytes()[:4] == b"glTF"
 
-    @pytest.mark.parametrize("field, value", [("max_faces", 600000), ("seed", 2**32), ("steps", 0),
-                                              ("profile", 9), ("guidance_scale", 25.0)])
+    @pytest.mark.parametrize(
+        "field, value", [("max_faces", 600000), ("seed", 2**32), ("steps", 0), ("profile", 9), ("guidance_scale", 25.0)]
+    )
     def test_out_of_range_gets_the_workers_sentence(self, client, image, field, value):
-        import worker
         from gradio_client import handle_file
         from gradio_client.exceptions import AppError
+
+        import worker
 
         worker._PIPELINE = None
         expected = worker.handler({"input": {"image": "x", "model": "draft", field: value}})["error"]
@@ -109,8 +139,9 @@ def test_gradio_server_variables_are_honoured(tmp_path):
         env.pop(name, None)
     log = tmp_path / "app.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         import requests
 

@@ -21,8 +21,18 @@ from tests.conftest import make_subject_png, running_app
 pytestmark = pytest.mark.slow
 
 GENERATE_ARGS = dict(
-    model="draft", profile=3, generate_texture=False, remove_background=False, seed=1234, randomize_seed=False,
-    max_faces=2000, steps=None, guidance_scale=None, octree_resolution=None, num_chunks=None, texture_size=512,
+    model="draft",
+    profile=3,
+    generate_texture=False,
+    remove_background=False,
+    seed=1234,
+    randomize_seed=False,
+    max_faces=2000,
+    steps=None,
+    guidance_scale=None,
+    octree_resolution=None,
+    num_chunks=None,
+    texture_size=512,
     paint_model="hunyuan3d-paint-v2-0",
 )
 
@@ -35,8 +45,7 @@ def generate(url: str, image: Path, auth=None):
 
 
 def upload(url: str, data: bytes, name: str = "subject.png", session=None) -> requests.Response:
-    return (session or requests).post(url + "gradio_api/upload", files={"files": (name, data, "image/png")},
-                                      timeout=60)
+    return (session or requests).post(url + "gradio_api/upload", files={"files": (name, data, "image/png")}, timeout=60)
 
 
 class _Counting:
@@ -57,6 +66,7 @@ def counting_pipeline(exc: Exception | None = None) -> tuple[ImageTo3D, _Countin
 
 
 # -- uploads ---------------------------------------------------------------------------
+
 
 def test_upload_over_the_image_byte_limit_is_refused_with_a_sentence(monkeypatch):
     monkeypatch.setenv("HY3D_MAX_IMAGE_BYTES", "200000")
@@ -85,8 +95,7 @@ def test_results_and_uploads_are_deleted_after_the_ttl(monkeypatch, tmp_path):
         cache_copies = [p for p in Path(os.environ["GRADIO_TEMP_DIR"]).rglob("subject.png")]
         assert cache_copies, "the upload should be in Gradio's cache"
         deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and (any(p.exists() for p in made)
-                                               or any(p.exists() for p in cache_copies)):
+        while time.monotonic() < deadline and (any(p.exists() for p in made) or any(p.exists() for p in cache_copies)):
             time.sleep(0.5)
         assert not any(p.exists() for p in made), "result GLB outlived HY3D_RESULT_TTL_S"
         assert not any(p.exists() for p in cache_copies), "upload outlived HY3D_RESULT_TTL_S"
@@ -106,13 +115,15 @@ def test_results_are_deleted_at_shutdown(tmp_path):
 
 # -- a full disk -------------------------------------------------------------------------
 
+
 @contextmanager
 def small_tmpfs(tmp_path: Path, size_mb: int):
     """A real, small filesystem (tmpfs) to fill up; needs root, as CI's container has."""
     mount = tmp_path / "small-disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -142,8 +153,9 @@ def test_full_gradio_temp_dir_is_one_sentence_without_a_path(tmp_path):
     with small_tmpfs(tmp_path, 8) as disk:
         env = dict(os.environ, GRADIO_TEMP_DIR=str(disk), HY3D_MODEL="draft", HY3D_PORT=str(port))
         log = open(tmp_path / "app.log", "wb")
-        proc = subprocess.Popen([os.sys.executable, str(Path(app.__file__))], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [os.sys.executable, str(Path(app.__file__))], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         url = f"http://127.0.0.1:{port}/"
         try:
             for _ in range(200):
@@ -226,8 +238,16 @@ def test_unauthenticated_clients_get_nothing_of_the_api(auth_app):
     assert page.status_code == 200
     assert 'window.gradio_api_info = {"named_endpoints":{},"unnamed_endpoints":{}};' in page.text
     assert page.text.count("named_endpoints") == 2 and "/generate" not in page.text  # only the empty stand-in
-    for path in ("openapi.json", "docs", "gradio_api/openapi.json", "gradio_api/info", "config",
-                 "gradio_api/info?all_endpoints=true", "gradio_api/app_id", "gradio_api/heartbeat/x"):
+    for path in (
+        "openapi.json",
+        "docs",
+        "gradio_api/openapi.json",
+        "gradio_api/info",
+        "config",
+        "gradio_api/info?all_endpoints=true",
+        "gradio_api/app_id",
+        "gradio_api/heartbeat/x",
+    ):
         response = requests.get(auth_app + path, timeout=30)
         assert response.status_code in (401, 404), (path, response.status_code, response.text[:200])
         assert "named_endpoints" not in response.text and "generate" not in response.text, path
@@ -254,8 +274,7 @@ def test_failed_logins_are_throttled_per_address(auth_app):
     codes, started = [], time.monotonic()
     retry_after = None
     for attempt in range(50):
-        response = requests.post(auth_app + "login", data={"username": "qa", "password": f"guess{attempt}"},
-                                 timeout=30)
+        response = requests.post(auth_app + "login", data={"username": "qa", "password": f"guess{attempt}"}, timeout=30)
         codes.append(response.status_code)
         if response.status_code == 429:
             retry_after = response.headers.get("Retry-After")

@@ -109,7 +109,8 @@ def test_u2net_custom_from_env(home, monkeypatch):
 def test_u2net_custom_outside_home_falls_back_with_reason(home, tmp_path):
     model = write_tiny_u2net(tmp_path / "elsewhere" / "tiny.onnx")
     result = BackgroundRemover(Settings(rembg_model="u2net_custom"), model_path=model).remove(
-        object_scene((64, 64)).image)
+        object_scene((64, 64)).image
+    )
     assert result.method == "grabcut"
     assert str(home) in result.warnings[0] and "outside" in result.warnings[0]
 
@@ -211,6 +212,11 @@ def test_module_import_does_not_import_rembg():
     import sys
 
     code = "import sys, pipeline.background; print('rembg' in sys.modules, 'cv2' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(background.__file__).parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(background.__file__).parents[1],
+    )
     assert out.stdout.split() == ["False", "False"]

@@ -19,7 +19,10 @@ LAST_LINE = re.compile(r"^total_ratio=(\S+) bytes_ratio=(\S+) error_ratio=(\S+)$
 def test_quick_benchmark_prints_finite_positive_ratios():
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "postprocess.py"), "--quick"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()

@@ -17,8 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_dry_run_sizes_and_mmgp_plan():
-    done = subprocess.run([sys.executable, "bench/gpu/profiles.py", "--dry-run"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "HY3D_DEVICE": "cpu"})
+    done = subprocess.run(
+        [sys.executable, "bench/gpu/profiles.py", "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HY3D_DEVICE": "cpu"},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()
     first = next(line for line in lines if line.startswith("transformer "))
@@ -38,7 +44,8 @@ def test_measurement_loop_runs_on_tiny_models_on_cpu(monkeypatch, capsys, tmp_pa
     finally:
         sys.path.remove(str(ROOT / "bench" / "gpu"))
     from pipeline.texture.backend import Sampling
-    from tests.fixtures import tiny_hunyuan as th, tiny_paint as tp
+    from tests.fixtures import tiny_hunyuan as th
+    from tests.fixtures import tiny_paint as tp
 
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
     monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "runpod"))

@@ -37,10 +37,30 @@ def test_every_request_field_is_a_flag():
     assert _dests(cli._request_parser()) == names
     assert _dests(cli._generate_parser()) == names - set(cli.REQUEST_ONLY)
     args = cli._generate_parser().parse_args(
-        ["x.png", "-o", "out", "--model", "draft", "--seed", "7", "--no-texture", "--max-faces", "3000",
-         "--guidance_scale", "2.5", "--no-background"])
-    assert cli.request_fields(args) == {"model": "draft", "seed": 7, "generate_texture": False, "max_faces": 3000,
-                                        "guidance_scale": 2.5, "remove_background": False}
+        [
+            "x.png",
+            "-o",
+            "out",
+            "--model",
+            "draft",
+            "--seed",
+            "7",
+            "--no-texture",
+            "--max-faces",
+            "3000",
+            "--guidance_scale",
+            "2.5",
+            "--no-background",
+        ]
+    )
+    assert cli.request_fields(args) == {
+        "model": "draft",
+        "seed": 7,
+        "generate_texture": False,
+        "max_faces": 3000,
+        "guidance_scale": 2.5,
+        "remove_background": False,
+    }
 
 
 def test_generate_writes_one_glb_per_image(tmp_path, capsys):
@@ -48,8 +68,9 @@ def test_generate_writes_one_glb_per_image(tmp_path, capsys):
     a.write_bytes(make_subject_png(128))
     b.write_bytes(make_subject_png(96))
     out = tmp_path / "out"
-    code = cli.main([str(a), str(b), "-o", str(out), "--model", "draft", "--max_faces", "2000", "--no-texture",
-                     "--preview"])
+    code = cli.main(
+        [str(a), str(b), "-o", str(out), "--model", "draft", "--max_faces", "2000", "--no-texture", "--preview"]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     lines = captured.out.strip().splitlines()
@@ -91,13 +112,21 @@ def test_request_body_runs_in_the_worker(tmp_path, capsys):
 
     image = tmp_path / "photo.png"
     Image.fromarray(data.astronaut()).save(image)  # a real photo, ~500 KB
-    assert cli.main(["request", str(image), "--model", "draft", "--seed", "5", "--no-remove-background",
-                     "--max_faces", "2000"]) == 0
+    assert (
+        cli.main(
+            ["request", str(image), "--model", "draft", "--seed", "5", "--no-remove-background", "--max_faces", "2000"]
+        )
+        == 0
+    )
     body = json.loads(capsys.readouterr().out)
     # Far over the 128 KiB one command-line argument may hold: the reason for a file.
     assert list(body["input"])[0] == "image" and len(body["input"]["image"]) > 128 * 1024
     assert {k: v for k, v in body["input"].items() if k != "image"} == {
-        "model": "draft", "seed": 5, "remove_background": False, "max_faces": 2000}
+        "model": "draft",
+        "seed": 5,
+        "remove_background": False,
+        "max_faces": 2000,
+    }
     response = worker.handler({"id": "cli", **body})
     assert "error" not in response and response["seed"] == 5
 
@@ -123,12 +152,18 @@ def test_shipped_test_input_is_a_small_draft_request():
 def test_module_entry_points(tmp_path):
     """``python -m pipeline --help`` answers without loading the stack, and
     ``python -m pipeline.weights`` still runs its own CLI."""
-    helped = subprocess.run([sys.executable, "-X", "importtime", "-m", "pipeline", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    helped = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pipeline", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert helped.returncode == 0 and "--no-texture" in helped.stdout and "--max_faces" in helped.stdout
     assert not any(f" {lib}\n" in helped.stderr for lib in ("torch", "trimesh", "cv2", "gradio"))
-    weights = subprocess.run([sys.executable, "-m", "pipeline.weights", "check"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
+    weights = subprocess.run(
+        [sys.executable, "-m", "pipeline.weights", "check"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert weights.returncode == 0 and "Searched, in order" in weights.stdout
 
 
@@ -141,13 +176,13 @@ def test_python_worker_runs_the_shipped_test_input():
     env = dict(os.environ)
     env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
     env.pop("HY3D_MODEL", None)
-    done = subprocess.run([sys.executable, "worker.py"], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env=env)
+    done = subprocess.run([sys.executable, "worker.py"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "HY3D_MODEL is auto but no Hunyuan3D weights" in done.stdout  # said once, then the job ran
 
 
 # -- multi-view input: --view-left/--view-back/--view-right ----------------------------
+
 
 def _view_files(tmp_path: Path, *views: str) -> dict[str, Path]:
     from tests.test_model_family import view_png
@@ -171,8 +206,9 @@ def test_view_errors_are_the_workers_sentences(tmp_path, capsys, subject_b64):
     front, left, out = str(paths["front"]), str(paths["left"]), tmp_path / "o"
     # several IMAGEs: which one would the views belong to?
     assert cli.main([front, front, "-o", str(out), "--view-left", left]) == 1
-    assert capsys.readouterr().err.strip() == ("error: Views (--view-left/--view-back/--view-right) go with "
-                                               "exactly one IMAGE, the front; got 2 images.")
+    assert capsys.readouterr().err.strip() == (
+        "error: Views (--view-left/--view-back/--view-right) go with exactly one IMAGE, the front; got 2 images."
+    )
     # a single-view model: the worker's own sentence
     expected = worker.handler({"input": {"image": subject_b64, "model": "draft", "views": {"left": subject_b64}}})
     for command in ([front, "-o", str(out)], ["request", front]):
@@ -190,12 +226,27 @@ def test_view_errors_are_the_workers_sentences(tmp_path, capsys, subject_b64):
 
 def test_request_body_carries_the_views_object(tmp_path, capsys):
     paths = _view_files(tmp_path, "left", "back")
-    assert cli.main(["request", str(paths["front"]), "--model", "hunyuan3d-2mv", "--view-back", str(paths["back"]),
-                     "--view-left", str(paths["left"])]) == 0
+    assert (
+        cli.main(
+            [
+                "request",
+                str(paths["front"]),
+                "--model",
+                "hunyuan3d-2mv",
+                "--view-back",
+                str(paths["back"]),
+                "--view-left",
+                str(paths["left"]),
+            ]
+        )
+        == 0
+    )
     body = json.loads(capsys.readouterr().out)["input"]
     assert list(body["views"]) == ["left", "back"]  # hy3dgen's order, as check_views gives it
     assert {view: base64.b64decode(data) for view, data in body["views"].items()} == {
-        "left": paths["left"].read_bytes(), "back": paths["back"].read_bytes()}
+        "left": paths["left"].read_bytes(),
+        "back": paths["back"].read_bytes(),
+    }
     assert body["model"] == "hunyuan3d-2mv" and base64.b64decode(body["image"]) == paths["front"].read_bytes()
 
 
@@ -217,8 +268,18 @@ def test_views_reach_the_multiview_model_from_both_subcommands(tmp_path, capsys,
     monkeypatch.setenv("HY3DGEN_MODELS", str(multiview_root))
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
     paths = _view_files(tmp_path, "left", "right")
-    fields = ["--model", "hunyuan3d-2mv", "--steps", "2", "--octree_resolution", "64", "--max_faces", "3000",
-              "--no-texture", "--no-background"]
+    fields = [
+        "--model",
+        "hunyuan3d-2mv",
+        "--steps",
+        "2",
+        "--octree_resolution",
+        "64",
+        "--max_faces",
+        "3000",
+        "--no-texture",
+        "--no-background",
+    ]
     views = ["--view-right", str(paths["right"]), "--view-left", str(paths["left"])]
     code = cli.main([str(paths["front"]), "-o", str(tmp_path / "out"), *fields, *views])
     captured = capsys.readouterr()

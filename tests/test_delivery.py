@@ -125,7 +125,8 @@ def test_auto_uploads_the_full_glb_when_nothing_inline_fits(s3, monkeypatch, noi
     downloaded = requests.get(big["model_url"], timeout=10).content
     assert downloaded == produced[0] and len(downloaded) == big["file_size"] > 50_000  # full quality, not shrunk
     assert [w for w in big["warnings"] if "inline budget" in w] == [
-        w for w in big["warnings"] if "returned it as model_url" in w]
+        w for w in big["warnings"] if "returned it as model_url" in w
+    ]
 
 
 def test_over_budget_without_bucket_shrinks_until_it_fits(monkeypatch, noisy_b64):
@@ -204,9 +205,19 @@ def test_large_job_through_local_api_server_stays_under_run_limit(noisy_b64, tmp
     env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
     log = open(tmp_path / "server.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_host", "127.0.0.1",
-         "--rp_api_port", str(port)],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            str(ROOT / "worker.py"),
+            "--rp_serve_api",
+            "--rp_api_host",
+            "127.0.0.1",
+            "--rp_api_port",
+            str(port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

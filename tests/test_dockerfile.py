@@ -99,7 +99,11 @@ def test_weights_layer_needs_only_the_files_it_copies(dockerfile, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.weights", "download", "--help"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
 
@@ -144,7 +148,7 @@ def test_system_libraries_pymeshlab_links_are_installed(dockerfile):
 
 def test_image_swaps_in_the_same_opencv_release_headless(dockerfile):
     runs = " ".join(instructions(dockerfile, "RUN"))
-    assert "pip uninstall -y opencv-python" in runs and 'opencv-python-headless==${opencv}' in runs
+    assert "pip uninstall -y opencv-python" in runs and "opencv-python-headless==${opencv}" in runs
     # The Dockerfile reads the version with this sed expression; it must find exactly one pin.
     pins = re.findall(r"^opencv-python==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
     assert len(pins) == 1 and re.fullmatch(r"[\d.]+", pins[0])

@@ -35,6 +35,7 @@ def _names(path: Path) -> dict[str, str | None]:
 
 # -- the plan -----------------------------------------------------------------------------
 
+
 def test_plan_puts_the_production_defaults_first_and_covers_the_issue():
     from pipeline.models import DEFAULT_PAINT_MODEL, HUNYUAN_MODELS, TEXTURE_SIZES
     from pipeline.options import GenerationOptions
@@ -63,7 +64,7 @@ def test_plan_has_a_textured_row_per_profile_and_the_fast_and_multiview_rows():
     assert all(r.texture_size in TEXTURE_SIZES for r in profiles)
     # After the production defaults and the 1024 texture (which shares their loaded models), back to back.
     first = kinds.index("profile")
-    assert first > kinds.index("texture") + 1 and kinds[first:first + 5] == ["profile"] * 5
+    assert first > kinds.index("texture") + 1 and kinds[first : first + 5] == ["profile"] * 5
     shape = {(r.model, r.profile, r.views) for r in PLAN if isinstance(r, ShapeRow)}
     assert ("hunyuan3d-2-fast", 3, 0) in shape and ("hunyuan3d-2mv", 3, 3) in shape
     assert HUNYUAN_MODELS["hunyuan3d-2mv"].multiview and not HUNYUAN_MODELS["hunyuan3d-2-fast"].multiview
@@ -93,11 +94,8 @@ def test_the_kit_writes_every_shape_checkpoint_the_plan_needs(light_kit):
 
 def test_a_plan_with_a_kind_nobody_measures_is_refused(tmp_path, monkeypatch):
     (tmp_path / "odd_plan.py").write_text(
-        "from dataclasses import dataclass\n"
-        "@dataclass(frozen=True)\n"
-        "class Odd:\n"
-        "    kind = 'odd'\n"
-        "ROWS = [Odd()]\n")
+        "from dataclasses import dataclass\n@dataclass(frozen=True)\nclass Odd:\n    kind = 'odd'\nROWS = [Odd()]\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(SystemExit, match="no measuring function for row kind"):
         kit.load_plan("odd_plan:ROWS")
@@ -105,17 +103,20 @@ def test_a_plan_with_a_kind_nobody_measures_is_refused(tmp_path, monkeypatch):
 
 # -- the wheel lists ----------------------------------------------------------------------------
 
+
 def test_carried_wheels_are_what_the_gpu_machine_lacks_at_the_projects_versions():
     carried, machine = _names(GPU / "wheels.txt"), _names(GPU / "machine-packages.txt")
     project = _names(ROOT / "requirements.txt")
-    for name in ("hy3dgen", "diffusers", "mmgp", "trimesh", "xatlas", "fast-simplification", "pygltflib",
-                 "omegaconf"):
+    for name in ("hy3dgen", "diffusers", "mmgp", "trimesh", "xatlas", "fast-simplification", "pygltflib", "omegaconf"):
         assert name in carried and name not in machine
     for name, version in carried.items():
         if name in project:
             assert version == project[name], name  # the GPU figures are for the versions production runs
-    replaced = {re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
-                for line in (GPU / "wheels.txt").read_text().splitlines() if "# replaces" in line}
+    replaced = {
+        re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
+        for line in (GPU / "wheels.txt").read_text().splitlines()
+        if "# replaces" in line
+    }
     assert {n for n in carried if n in machine} == replaced == {"transformers", "tokenizers", "huggingface-hub"}
     for name in ("vtk", "pymeshlab", "rembg"):  # far too big to carry, or not needed
         assert name not in carried and name not in machine
@@ -131,20 +132,31 @@ def test_the_simulation_installs_only_names_the_gpu_machine_has():
 def test_prepare_refuses_an_unmarked_preinstalled_name_before_downloading(tmp_path):
     listing = tmp_path / "wheels.txt"
     listing.write_text("trimesh==5.2.0\nnumpy==2.4.6\n")
-    done = subprocess.run(["bash", str(GPU / "prepare.sh")], env={**os.environ, "KIT_WHEEL_LIST": str(listing)},
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", str(GPU / "prepare.sh")],
+        env={**os.environ, "KIT_WHEEL_LIST": str(listing)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 1
     assert "numpy==2.4.6 is preinstalled on the GPU machine" in done.stderr
 
 
 def test_run_without_prepared_wheels_says_what_to_do(tmp_path):
-    done = subprocess.run(["bash", str(GPU / "run.sh"), "--dry-run"], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "KIT_WHEELS": str(tmp_path / "none"), "OUT": str(tmp_path / "out")})
+    done = subprocess.run(
+        ["bash", str(GPU / "run.sh"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "KIT_WHEELS": str(tmp_path / "none"), "OUT": str(tmp_path / "out")},
+    )
     assert done.returncode == 1
     assert "run 'bash bench/gpu/prepare.sh' first" in done.stderr
 
 
 # -- the pymeshlab stand-in ----------------------------------------------------------------------
+
 
 def test_the_pymeshlab_standin_lets_hy3dgen_import_and_refuses_use():
     """Run where the stand-in shadows pymeshlab, as run.sh arranges on the GPU machine."""
@@ -160,13 +172,13 @@ def test_the_pymeshlab_standin_lets_hy3dgen_import_and_refuses_use():
         "    print('refused:', exc)\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{GPU / 'standins'}{os.pathsep}{ROOT}", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "refused: pymeshlab is a stand-in in the GPU kit's environment" in done.stdout
 
 
 # -- the kit's row loop ------------------------------------------------------------------------
+
 
 @pytest.fixture
 def light_kit(monkeypatch, tmp_path):
@@ -189,21 +201,43 @@ def test_a_failing_row_is_reported_and_the_next_rows_still_run(light_kit, monkey
         seen.append(row.label())
         if row.profile == 1:
             raise RuntimeError("boom")
-        return {"variant": row.model, "profile": row.profile, "load_s": 1.0, "step_s": 0.1, "decode_s": 0.5,
-                "total_s": 2.0, "peak_gib": 3.0, "faces": 100}
+        return {
+            "variant": row.model,
+            "profile": row.profile,
+            "load_s": 1.0,
+            "step_s": 0.1,
+            "decode_s": 0.5,
+            "total_s": 2.0,
+            "peak_gib": 3.0,
+            "faces": 100,
+        }
 
     def texture(k, row):
         seen.append(row.label())
-        return {"paint_model": row.paint_model, "texture_size": row.texture_size, "profile": None,
-                "rasterizer": "torch", "load_s": 1.0, **{s: 0.1 for s in kit.TEXTURE_STAGES}, "total_s": 1.0,
-                "peak_gib": 2.0}
+        return {
+            "paint_model": row.paint_model,
+            "texture_size": row.texture_size,
+            "profile": None,
+            "rasterizer": "torch",
+            "load_s": 1.0,
+            **{s: 0.1 for s in kit.TEXTURE_STAGES},
+            "total_s": 1.0,
+            "peak_gib": 2.0,
+        }
 
     def profile(k, row):
         seen.append(row.label())
         if row.profile == 4:
             raise RuntimeError("no room")
-        return {"profile": row.profile, "peak_gib": 5.0 + row.profile, "reserved_gib": 5.5 + row.profile,
-                "total_s": 30.0, "reload_s": 8.0, "shape_s": 10.0, "texture_s": 20.0}
+        return {
+            "profile": row.profile,
+            "peak_gib": 5.0 + row.profile,
+            "reserved_gib": 5.5 + row.profile,
+            "total_s": 30.0,
+            "reload_s": 8.0,
+            "shape_s": 10.0,
+            "texture_s": 20.0,
+        }
 
     released = []
     monkeypatch.setattr(kit.Kit, "release_service", lambda self: released.append(len(seen)))
@@ -229,8 +263,17 @@ def test_a_failing_row_is_reported_and_the_next_rows_still_run(light_kit, monkey
     assert "hunyuan3d-2 profile 1: failed: RuntimeError: boom" in printed and "peak_GiB" in printed
     # The profile table: reserved peak against the promise (profile 5: 10.5 GiB > 6, profile 1: 6.5 <= 24).
     table = kit.profile_table(profile_rows)
-    assert table[0].split() == ["profile", "peak_GiB", "reserved", "promise", "total_s", "reload_s", "shape_s",
-                                "texture_s", "ok"]
+    assert table[0].split() == [
+        "profile",
+        "peak_GiB",
+        "reserved",
+        "promise",
+        "total_s",
+        "reload_s",
+        "shape_s",
+        "texture_s",
+        "ok",
+    ]
     assert table[1].split() == ["5", "10.00", "10.50", "6", "30.0", "8.0", "10.0", "20.0", "NO"]
     assert table[2].split()[-3:] == ["RuntimeError:", "no", "room"] and table[-1].split()[-1] == "yes"
     assert "\n".join(table) in printed
@@ -245,10 +288,24 @@ def test_rows_that_no_longer_fit_the_budget_are_skipped(light_kit, monkeypatch):
 
     def slow_row(k, row):
         clock["now"] += 20.0  # every row "takes" 20 s
-        return {"variant": getattr(row, "model", "-"), "profile": getattr(row, "profile", 3), "load_s": 0.0, "step_s": 0.0,
-                "decode_s": 0.0, "total_s": 0.0, "peak_gib": 0.0, "faces": 0, "paint_model": "-",
-                "texture_size": 0, "rasterizer": "-", **{s: 0.0 for s in kit.TEXTURE_STAGES},
-                "reserved_gib": 0.0, "reload_s": 0.0, "shape_s": 0.0, "texture_s": 0.0}
+        return {
+            "variant": getattr(row, "model", "-"),
+            "profile": getattr(row, "profile", 3),
+            "load_s": 0.0,
+            "step_s": 0.0,
+            "decode_s": 0.0,
+            "total_s": 0.0,
+            "peak_gib": 0.0,
+            "faces": 0,
+            "paint_model": "-",
+            "texture_size": 0,
+            "rasterizer": "-",
+            **{s: 0.0 for s in kit.TEXTURE_STAGES},
+            "reserved_gib": 0.0,
+            "reload_s": 0.0,
+            "shape_s": 0.0,
+            "texture_s": 0.0,
+        }
 
     monkeypatch.setitem(kit.MEASURES, "shape", slow_row)
     monkeypatch.setitem(kit.MEASURES, "texture", slow_row)
@@ -258,7 +315,11 @@ def test_rows_that_no_longer_fit_the_budget_are_skipped(light_kit, monkeypatch):
     args = _args(out, budget_s=70.0)
     args.started_at = clock["now"]
     assert kit.run(args) == 0
-    rows = [row for kind in ("shape", "texture", "profile") for row in json.loads((out / f"{kind}.json").read_text())["rows"]]
+    rows = [
+        row
+        for kind in ("shape", "texture", "profile")
+        for row in json.loads((out / f"{kind}.json").read_text())["rows"]
+    ]
     done = [r for r in rows if "skipped" not in r]
     skipped = [r for r in rows if "skipped" in r]
     # 3 x 20 s fit in 70 s less the watchdog's margin; then the first profile row still starts: a kind not yet
@@ -274,8 +335,19 @@ def test_the_watchdog_writes_the_tables_and_stops_before_the_budget(light_kit, m
     monkeypatch.setattr(kit, "os", argparse.Namespace(_exit=lambda code: stopped.append(code)))
     args = _args(light_kit / "out", budget_s=kit.WATCHDOG_MARGIN_S + 0.2)
     k = kit.Kit(args, light_kit)
-    k.results["shape"].append({"label": "done", "variant": "m", "profile": 3, "load_s": 1.0, "step_s": 0.1,
-                               "decode_s": 0.2, "total_s": 1.5, "peak_gib": 2.0, "faces": 10})
+    k.results["shape"].append(
+        {
+            "label": "done",
+            "variant": "m",
+            "profile": 3,
+            "load_s": 1.0,
+            "step_s": 0.1,
+            "decode_s": 0.2,
+            "total_s": 1.5,
+            "peak_gib": 2.0,
+            "faces": 10,
+        }
+    )
     k.current = "shape:hunyuan3d-2 profile 5"
     timer = kit._start_watchdog(k)
     try:
@@ -290,6 +362,7 @@ def test_the_watchdog_writes_the_tables_and_stops_before_the_budget(light_kit, m
 
 # -- the whole simulation --------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_simulate_proves_the_kit_in_a_copy_of_the_gpu_machines_environment():
     """Builds the venv, installs the cp311 wheels as run.sh does, runs run.sh --dry-run (needs the registry)."""
@@ -301,8 +374,10 @@ def test_simulate_proves_the_kit_in_a_copy_of_the_gpu_machines_environment():
     assert match and int(match.group(1)) <= 56
     # The evidence for wheels.txt's choice: mmgp's patch breaks plain loads under transformers 5.17.0;
     # the backends' load() puts safetensors' functions back and loads.
-    assert ("decision: with the GPU machine's transformers: transformers 5.17.0 after mmgp: raw loaders fails: "
-            "TypeError: safe_open() got an unexpected keyword argument 'backend'; the backends' load() loads") in lines
+    assert (
+        "decision: with the GPU machine's transformers: transformers 5.17.0 after mmgp: raw loaders fails: "
+        "TypeError: safe_open() got an unexpected keyword argument 'backend'; the backends' load() loads"
+    ) in lines
     assert "pymeshlab: not installed; the kit's stand-in answers hy3dgen's import" in done.stdout
     assert "surface extraction: VTK is absent, so scikit-image marching cubes is used" in done.stdout
     print(f"simulate.sh took {time.perf_counter() - started:.0f} s")

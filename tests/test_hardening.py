@@ -64,6 +64,7 @@ def one_sentence(message: str) -> None:
 
 # -- 1. results that can always be sent ---------------------------------------------------
 
+
 @pytest.mark.parametrize("key", ["\ud800", "a\udfffb", "\udc00" * 500])
 def test_lone_surrogate_field_name_gives_a_sendable_error(small_b64, key):
     response = run({"image": small_b64, key: 1})
@@ -86,8 +87,19 @@ def test_surrogate_job_through_runpods_local_api_server_is_not_lost(tmp_path):
     env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
     with open(tmp_path / "server.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_host", "127.0.0.1",
-             "--rp_api_port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                str(ROOT / "worker.py"),
+                "--rp_serve_api",
+                "--rp_api_host",
+                "127.0.0.1",
+                "--rp_api_port",
+                str(port),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     import requests
 
@@ -99,9 +111,10 @@ def test_surrogate_job_through_runpods_local_api_server_is_not_lost(tmp_path):
                 break
             except requests.ConnectionError:
                 time.sleep(0.3)
-        body = '{"input": {"image": "%s", "\\ud800": 1}}' % base64.b64encode(make_subject_png(64)).decode()
-        reply = requests.post(url + "/runsync", data=body.encode(), headers={"Content-Type": "application/json"},
-                              timeout=60)
+        body = '{"input": {"image": "' + base64.b64encode(make_subject_png(64)).decode() + '", "\\ud800": 1}}'
+        reply = requests.post(
+            url + "/runsync", data=body.encode(), headers={"Content-Type": "application/json"}, timeout=60
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -112,22 +125,29 @@ def test_surrogate_job_through_runpods_local_api_server_is_not_lost(tmp_path):
 
 # -- 2. bounded echoes ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("payload", [
-    {"model": 10**4299},
-    {"generate_texture": 10**4299},
-    {"output": -(10**4299)},
-    {"texture_size": 10**5000},  # str() of this raises ValueError in Python 3.11+
-    {"seed": 10**5000},
-    {"model": "x" * 5000},
-    {"paint_model": "\x00\x01" * 3000},
-    {"guidance_scale": 10**400},
-    {"z" * 5000: 1},
-])
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"model": 10**4299},
+        {"generate_texture": 10**4299},
+        {"output": -(10**4299)},
+        {"texture_size": 10**5000},  # str() of this raises ValueError in Python 3.11+
+        {"seed": 10**5000},
+        {"model": "x" * 5000},
+        {"paint_model": "\x00\x01" * 3000},
+        {"guidance_scale": 10**400},
+        {"z" * 5000: 1},
+    ],
+)
 def test_every_echo_is_short_and_escaped(small_b64, payload):
     response = run({"image": small_b64, **payload})
     one_sentence(response["error"])
     sendable(response)
-    assert "\x00" not in response["error"] and "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" not in response["error"]
+    assert (
+        "\x00" not in response["error"]
+        and "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" not in response["error"]
+    )
 
 
 def test_control_character_mime_type_is_bounded():
@@ -181,6 +201,7 @@ def test_echo_and_bound_helpers():
 
 
 # -- 3. texture failures keep the shape ----------------------------------------------------
+
 
 class _PlainShape:
     """A shape backend whose mesh comes back untextured, so texturing runs."""
@@ -263,11 +284,14 @@ def test_texture_failure_returns_the_untextured_shape(texture_pipeline, monkeypa
     assert len(mesh.faces) == response["faces"] > 0
 
 
-@pytest.mark.parametrize("error", [
-    RuntimeError("CUDA error: out of memory"),
-    RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-    RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("CUDA error: out of memory"),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    ],
+)
 def test_texture_oom_returns_the_shape_and_asks_for_a_fresh_worker(texture_pipeline, monkeypatch, small_b64, error):
     _break_stage(monkeypatch, texture_pipeline, "multiview", error)
     response = run({"image": small_b64, "model": "draft", "remove_background": False, "texture_size": 512})
@@ -300,11 +324,15 @@ def test_cuda_texture_oom_keeps_its_stage(texture_pipeline, monkeypatch, small_b
 
 # -- 8. one notion of out-of-memory -------------------------------------------------------
 
-@pytest.mark.parametrize("error", [
-    RuntimeError("CUDA error: out of memory"),
-    RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
-    RuntimeError("CUDNN_STATUS_ALLOC_FAILED"),
-])
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("CUDA error: out of memory"),
+        RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+        RuntimeError("CUDNN_STATUS_ALLOC_FAILED"),
+    ],
+)
 def test_every_oom_spelling_asks_for_a_fresh_worker(small_b64, error):
     """Outside the Hunyuan backends (here: the draft slot) these were "Internal error" without refresh."""
     pipe = worker.get_pipeline()
@@ -336,6 +364,7 @@ def test_oom_while_delivering_asks_for_a_fresh_worker(small_b64, monkeypatch):
 
 
 # -- 4/5. bucket uploads are bounded and validated first ----------------------------------------
+
 
 @contextmanager
 def silent_endpoint():
@@ -400,7 +429,7 @@ def failing_endpoint():
 
 
 def use_bucket(monkeypatch, endpoint: str) -> None:
-    for name, value in zip(BUCKET_ENV, (endpoint, "k", "s", "models")):
+    for name, value in zip(BUCKET_ENV, (endpoint, "k", "s", "models"), strict=True):
         monkeypatch.setenv(name, value)
 
 
@@ -450,8 +479,9 @@ def test_upload_to_moto_still_works_with_the_bounded_client(monkeypatch, small_b
     server.start()
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
-                     region_name="us-east-1").create_bucket(Bucket="models")
+        boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
+        ).create_bucket(Bucket="models")
         use_bucket(monkeypatch, endpoint)
         response = run({"image": small_b64, "model": "draft", "remove_background": False, "output": "url"})
         assert response.get("output") == "url", response
@@ -471,8 +501,9 @@ class _Counting:
         raise AssertionError("the model ran")
 
 
-@pytest.mark.parametrize("url", ["not a url", "ftp://host/x", "http://", "http://:9000", "http://host:99999",
-                                 "s3.example.com"])
+@pytest.mark.parametrize(
+    "url", ["not a url", "ftp://host/x", "http://", "http://:9000", "http://host:99999", "s3.example.com"]
+)
 def test_malformed_bucket_url_fails_before_any_model_runs(monkeypatch, small_b64, url):
     use_bucket(monkeypatch, url)
     counting = _Counting()
@@ -496,20 +527,28 @@ def test_bad_upload_timeout_is_a_configuration_error(monkeypatch, small_b64, val
 def _worker_start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     full = dict(os.environ, RUNPOD_LOG_LEVEL="INFO", HY3D_DEVICE="cpu", **env)
     full.pop("RUNPOD_WEBHOOK_GET_JOB", None)
-    return subprocess.run([sys.executable, str(ROOT / "worker.py")], cwd=tmp_path, env=full,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "worker.py")], cwd=tmp_path, env=full, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
 def test_malformed_bucket_url_stops_start_up_in_one_line(tmp_path):
-    done = _worker_start(tmp_path, HY3D_MODEL="draft", BUCKET_ENDPOINT_URL="not a url", BUCKET_ACCESS_KEY_ID="k",
-                         BUCKET_SECRET_ACCESS_KEY="s", BUCKET_NAME="models")
+    done = _worker_start(
+        tmp_path,
+        HY3D_MODEL="draft",
+        BUCKET_ENDPOINT_URL="not a url",
+        BUCKET_ACCESS_KEY_ID="k",
+        BUCKET_SECRET_ACCESS_KEY="s",
+        BUCKET_NAME="models",
+    )
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("worker start-up failed: BUCKET_ENDPOINT_URL must be") and len(lines) == 1, lines
 
 
 # -- 6/7. damaged weights and config.yaml are named ----------------------------------------------
+
 
 def _corrupt_tensor_bytes(path: Path) -> None:
     """Overwrite a safetensors file's tensor data with garbage, keeping its size and header."""
@@ -553,13 +592,29 @@ def test_garbage_tensors_are_named_at_load_and_fail_fast_after(damaged_root, sma
 
 
 def test_check_verify_names_the_damaged_file(damaged_root, tmp_path):
-    env = dict(os.environ, HY3DGEN_MODELS=os.environ["HY3DGEN_MODELS"], RUNPOD_HF_CACHE=str(tmp_path / "runpod"),
-               HF_HOME=str(tmp_path / "hf"))
-    plain = subprocess.run([sys.executable, "-m", "pipeline.weights", "check"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ,
+        HY3DGEN_MODELS=os.environ["HY3DGEN_MODELS"],
+        RUNPOD_HF_CACHE=str(tmp_path / "runpod"),
+        HF_HOME=str(tmp_path / "hf"),
+    )
+    plain = subprocess.run(
+        [sys.executable, "-m", "pipeline.weights", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert plain.returncode == 0  # sizes are right: only --verify reads the bytes
-    done = subprocess.run([sys.executable, "-m", "pipeline.weights", "check", "--verify"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.weights", "check", "--verify"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"damaged    {damaged_root / 'model.fp16.safetensors'}" in done.stdout
     assert "1 damaged" in done.stdout
@@ -579,8 +634,15 @@ def test_verify_compares_the_hf_cache_blob_sha256(tmp_path, monkeypatch):
     (repo / "blobs").mkdir()
     for file in staging.iterdir():
         data = file.read_bytes()
-        blob = repo / "blobs" / (hashlib.sha256(data).hexdigest() if file.suffix == ".safetensors"
-                                 else hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest())
+        blob = (
+            repo
+            / "blobs"
+            / (
+                hashlib.sha256(data).hexdigest()
+                if file.suffix == ".safetensors"
+                else hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            )
+        )
         blob.write_bytes(data)
         (snapshot / file.name).symlink_to(os.path.relpath(blob, snapshot))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
@@ -667,17 +729,26 @@ def test_garbage_config_yaml_stops_start_up_in_one_line(garbage_config, tmp_path
 
 # -- the property: any JSON in any field ------------------------------------------------------
 
+
 def _json_values():
     from hypothesis import strategies as st
 
     surrogate = st.integers(0xD800, 0xDFFF).map(chr)
     text = st.text(alphabet=st.one_of(st.characters(), surrogate), max_size=80)
-    huge = st.one_of(st.integers(), st.integers(min_value=10**300, max_value=10**5000),
-                     st.integers(min_value=-(10**5000), max_value=-(10**300)), st.just(10**4299))
-    scalars = st.one_of(st.none(), st.booleans(), huge, st.floats(allow_nan=True, allow_infinity=True), text,
-                        st.just("x" * 5000))
-    return st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                         st.dictionaries(text, inner, max_size=4)), max_leaves=8)
+    huge = st.one_of(
+        st.integers(),
+        st.integers(min_value=10**300, max_value=10**5000),
+        st.integers(min_value=-(10**5000), max_value=-(10**300)),
+        st.just(10**4299),
+    )
+    scalars = st.one_of(
+        st.none(), st.booleans(), huge, st.floats(allow_nan=True, allow_infinity=True), text, st.just("x" * 5000)
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(text, inner, max_size=4)),
+        max_leaves=8,
+    )
 
 
 def _payloads(image_b64: str):
@@ -686,15 +757,19 @@ def _payloads(image_b64: str):
     from pipeline.options import FIELDS, FIELDS_BY_NAME
 
     surrogate = st.integers(0xD800, 0xDFFF).map(chr)
-    names = st.one_of(st.sampled_from([f.name for f in FIELDS]), st.text(alphabet=st.one_of(st.characters(), surrogate),
-                                                                           max_size=30))
+    names = st.one_of(
+        st.sampled_from([f.name for f in FIELDS]), st.text(alphabet=st.one_of(st.characters(), surrogate), max_size=30)
+    )
     good = {name: st.sampled_from(spec.choices) for name, spec in FIELDS_BY_NAME.items() if spec.choices}
     value_for = lambda name: st.one_of(_json_values(), good.get(name, _json_values()))  # noqa: E731
     fields = names.flatmap(lambda name: st.tuples(st.just(name), value_for(name)))
     image = st.one_of(st.just(image_b64), _json_values())
     return st.tuples(image, st.lists(fields, max_size=5)).map(
-        lambda pair: {"image": pair[0], **dict(pair[1]), "max_faces": 1000, "generate_texture": False}
-        if len(pair[1]) % 3 == 0 else {"image": pair[0], **dict(pair[1])}
+        lambda pair: (
+            {"image": pair[0], **dict(pair[1]), "max_faces": 1000, "generate_texture": False}
+            if len(pair[1]) % 3 == 0
+            else {"image": pair[0], **dict(pair[1])}
+        )
     )
 
 
@@ -715,8 +790,12 @@ def test_handler_property_any_json_in_any_field(small_b64, monkeypatch):
     monkeypatch.setenv("HY3D_MODEL", "draft")
     examples = int(os.environ.get("HY3D_FUZZ_EXAMPLES", "60"))
 
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(_payloads(small_b64))
     def prop(payload):
         check_response(worker.handler({"id": "fuzz", "input": payload}))

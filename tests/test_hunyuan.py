@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from pipeline import device as device_helpers
 from pipeline.backends import hunyuan
 from pipeline.backends.hunyuan import HunyuanShapeBackend, ShapeParams
-from pipeline.errors import ImageError, OutOfMemoryError, PipelineError
+from pipeline.errors import ImageError, PipelineError
 from pipeline.models import HUNYUAN_MODELS
 from pipeline.options import parse_options
 from tests.fixtures.tiny_hunyuan import SHAPES, write_tiny_shape_model
@@ -36,8 +36,14 @@ def models_root(tmp_path_factory) -> Path:
     egg; the turbo DiT's own VAE a sphere and its FlashVDM VAE the ellipsoid."""
     root = tmp_path_factory.mktemp("hy3dgen")
     write_tiny_shape_model(root, shape="offset")
-    write_tiny_shape_model(root, subfolder="hunyuan3d-dit-v2-0-turbo", turbo_vae_subfolder="hunyuan3d-vae-v2-0-turbo",
-                           shape="sphere", turbo_vae_shape="ellipsoid", seed=5)
+    write_tiny_shape_model(
+        root,
+        subfolder="hunyuan3d-dit-v2-0-turbo",
+        turbo_vae_subfolder="hunyuan3d-vae-v2-0-turbo",
+        shape="sphere",
+        turbo_vae_shape="ellipsoid",
+        seed=5,
+    )
     write_tiny_shape_model(root, "tencent/Hunyuan3D-2mini", "hunyuan3d-dit-v2-mini", shape="empty")
     return root
 
@@ -84,6 +90,7 @@ def assert_matches(mesh, shape_name: str, bounds_tol: float = 0.01, volume_rel: 
 
 
 # -- end to end ------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_generate_matches_the_analytic_shape(offline):
@@ -252,9 +259,11 @@ def test_fast_load_restores_every_weight(offline):
     ours = hunyuan.load_pipeline(resolved, torch.float32)
     dit, vae = resolved.dit, resolved.vae
     theirs = Hunyuan3DDiTFlowMatchingPipeline.from_single_file(
-        str(dit.weights), str(dit.config), device="cpu", dtype=torch.float32, use_safetensors=True)
-    theirs.vae = ShapeVAE.from_single_file(str(vae.weights), str(vae.config), device="cpu", dtype=torch.float32,
-                                           use_safetensors=True)
+        str(dit.weights), str(dit.config), device="cpu", dtype=torch.float32, use_safetensors=True
+    )
+    theirs.vae = ShapeVAE.from_single_file(
+        str(vae.weights), str(vae.config), device="cpu", dtype=torch.float32, use_safetensors=True
+    )
     for part in ("model", "vae", "conditioner"):
         mine, ref = getattr(ours, part).state_dict(), getattr(theirs, part).state_dict()
         assert mine.keys() == ref.keys()
@@ -270,6 +279,7 @@ def test_fully_transparent_image_is_rejected(offline):
 
 
 # -- CUDA logic, exercised without a GPU (more in test_memory_profiles.py) ---------------
+
 
 @pytest.fixture
 def fake_mmgp(monkeypatch):
@@ -332,12 +342,14 @@ def test_config_without_inline_encoder_is_refused(tmp_path):
 
 # -- helpers and packaging ----------------------------------------------------------
 
+
 def test_params_default_to_the_model_spec():
     spec = HUNYUAN_MODELS["hunyuan3d-2"]
     params = ShapeParams.from_options(spec, parse_options({"seed": 3}))
     assert params == ShapeParams(steps=30, guidance_scale=5.0, octree_resolution=256, num_chunks=8000, seed=3)
-    custom = ShapeParams.from_options(spec, parse_options(
-        {"steps": 7, "guidance_scale": 0.0, "octree_resolution": 128, "num_chunks": 2000}))
+    custom = ShapeParams.from_options(
+        spec, parse_options({"steps": 7, "guidance_scale": 0.0, "octree_resolution": 128, "num_chunks": 2000})
+    )
     assert (custom.steps, custom.guidance_scale, custom.octree_resolution, custom.num_chunks) == (7, 0.0, 128, 2000)
 
 
@@ -408,8 +420,14 @@ def test_gpu_bench_measurement_loop_runs_on_tiny_models(offline, capsys):
         sys.path.remove(str(ROOT / "bench"))
     from tests.fixtures.tiny_hunyuan import TINY_DIMS
 
-    args = argparse.Namespace(variants=["standard", "turbo", "fast", "multiview"], profiles=[3], steps=2, octree=64,
-                              num_chunks=8000, budget_s=120.0)
+    args = argparse.Namespace(
+        variants=["standard", "turbo", "fast", "multiview"],
+        profiles=[3],
+        steps=2,
+        octree=64,
+        num_chunks=8000,
+        budget_s=120.0,
+    )
     rows = gpu_shape.run(args, dims=TINY_DIMS, device="cpu")
     assert [(r.variant, r.profile) for r in rows] == [("standard", 3), ("turbo", 3), ("fast", 3), ("multiview", 3)]
     assert all(r.load_s > 0 and r.step_s > 0 and r.decode_s > 0 and r.faces > 0 for r in rows)

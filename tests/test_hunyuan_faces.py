@@ -53,9 +53,18 @@ def check_sphere(mesh: trimesh.Trimesh, max_faces: int) -> None:
 
 def test_worker_auto_picks_present_hunyuan_weights(weights_present):
     b64 = base64.b64encode(make_subject_png(160)).decode()
-    response = worker.handler({"id": "hy", "input": {
-        "image": b64, "steps": 2, "octree_resolution": 64, "max_faces": 4000, "remove_background": False,
-    }})
+    response = worker.handler(
+        {
+            "id": "hy",
+            "input": {
+                "image": b64,
+                "steps": 2,
+                "octree_resolution": 64,
+                "max_faces": 4000,
+                "remove_background": False,
+            },
+        }
+    )
     assert "error" not in response, response
     assert response["model"] == "hunyuan3d-2" and response["profile"] is None
     assert response["textured"] is False
@@ -84,8 +93,21 @@ def test_gradio_generate_with_hunyuan(weights_present, tmp_path):
     image.write_bytes(make_subject_png(160))
     with running_app() as url:
         viewer_path, _, _, stats, _ = Client(url, verbose=False).predict(
-            handle_file(str(image)), "hunyuan3d-2", 3, False, False, 1234, False, 4000, 2, None, 64, None,
-            2048, "hunyuan3d-paint-v2-0", api_name="/generate",
+            handle_file(str(image)),
+            "hunyuan3d-2",
+            3,
+            False,
+            False,
+            1234,
+            False,
+            4000,
+            2,
+            None,
+            64,
+            None,
+            2048,
+            "hunyuan3d-paint-v2-0",
+            api_name="/generate",
         )
     assert stats["model"] == "hunyuan3d-2"
     check_sphere(trimesh.load(viewer_path, file_type="glb", force="mesh"), 4000)
@@ -123,10 +145,19 @@ def test_textured_job_through_worker_and_app(textured_root, monkeypatch, tmp_pat
     monkeypatch.setattr(texture_backend, "_BACKENDS", {})
 
     b64 = base64.b64encode(make_subject_png(128)).decode()
-    response = worker.handler({"id": "tex", "input": {
-        "image": b64, "steps": 2, "octree_resolution": 64, "max_faces": 1500, "remove_background": False,
-        "texture_size": 512,
-    }})
+    response = worker.handler(
+        {
+            "id": "tex",
+            "input": {
+                "image": b64,
+                "steps": 2,
+                "octree_resolution": 64,
+                "max_faces": 1500,
+                "remove_background": False,
+                "texture_size": 512,
+            },
+        }
+    )
     assert "error" not in response, response
     assert response["textured"] is True and response["texture_rasterizer"] == "torch"
     assert {"texture.multiview", "texture.bake"} <= set(response["timings"])
@@ -141,8 +172,21 @@ def test_textured_job_through_worker_and_app(textured_root, monkeypatch, tmp_pat
     image.write_bytes(make_subject_png(128))
     with running_app() as url:
         viewer_path, _, _, stats, _ = Client(url, verbose=False).predict(
-            handle_file(str(image)), "hunyuan3d-2", 3, True, False, 1234, False, 1500, 2, None, 64, None,
-            512, "hunyuan3d-paint-v2-0", api_name="/generate",
+            handle_file(str(image)),
+            "hunyuan3d-2",
+            3,
+            True,
+            False,
+            1234,
+            False,
+            1500,
+            2,
+            None,
+            64,
+            None,
+            512,
+            "hunyuan3d-paint-v2-0",
+            api_name="/generate",
         )
     assert stats["textured"] is True
     app_mesh = trimesh.load(viewer_path, file_type="glb", force="mesh")

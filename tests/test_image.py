@@ -113,8 +113,13 @@ def engine(report, tmp_path_factory):
 @pytest.fixture(scope="module")
 def image(engine, report) -> str:
     start = time.monotonic()
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "build_image.sh"), "-t", TAG], cwd=ROOT,
-                          capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build_image.sh"), "-t", TAG],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_S,
+    )
     seconds = time.monotonic() - start
     if done.returncode != 0:
         pytest.fail(f"scripts/build_image.sh failed ({done.returncode}):\n{(done.stdout + done.stderr)[-4000:]}")
@@ -128,8 +133,9 @@ def _name() -> str:
     return f"hy3d-test-{SESSION}-{uuid.uuid4().hex[:6]}"
 
 
-def _run(image: str, *args: str, env: dict[str, str] | None = None, volumes: tuple[str, ...] = (),
-         timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
+def _run(
+    image: str, *args: str, env: dict[str, str] | None = None, volumes: tuple[str, ...] = (), timeout: float = 300
+) -> tuple[subprocess.CompletedProcess, float]:
     """``docker run --rm`` with no network; (result, seconds)."""
     name = _name()
     argv = ["run", "--rm", "--name", name, "--label", LABEL, "--network", "none"]
@@ -218,7 +224,7 @@ def _logged_result(log: str) -> tuple[dict, bytes]:
         result = ast.literal_eval(message.splitlines()[0])["output"]
         return result, base64.b64decode(result["model_base64"])
     tail = rest.split("CHARACTERS...\n", 1)[1].splitlines()[0]
-    fields = ast.literal_eval("{" + tail[tail.index("'output': "):].removesuffix("}"))
+    fields = ast.literal_eval("{" + tail[tail.index("'output': ") :].removesuffix("}"))
     encoded = head.split("'model_base64': '", 1)[1]
     fields["model_base64"] = None
     return fields, base64.b64decode(encoded[: len(encoded) // 4 * 4])
@@ -243,8 +249,19 @@ def test_draft_job_from_a_mounted_test_input_json(image, report, tmp_path):
 
 def test_runsync_through_the_local_api_then_docker_stop(image, report):
     port = free_port()
-    name = _detach(image, "python", "-u", "worker.py", "--rp_serve_api", "--rp_api_host", "0.0.0.0",
-                   "--rp_api_port", "8000", env={"HY3D_MODEL": "draft"}, ports=(f"127.0.0.1:{port}:8000",))
+    name = _detach(
+        image,
+        "python",
+        "-u",
+        "worker.py",
+        "--rp_serve_api",
+        "--rp_api_host",
+        "0.0.0.0",
+        "--rp_api_port",
+        "8000",
+        env={"HY3D_MODEL": "draft"},
+        ports=(f"127.0.0.1:{port}:8000",),
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         start = time.monotonic()
@@ -256,8 +273,9 @@ def test_runsync_through_the_local_api_then_docker_stop(image, report):
                 time.sleep(0.3)
         ready = time.monotonic() - start
         start = time.monotonic()
-        response = requests.post(url + "/runsync", json={"input": {"image": base64.b64encode(_photo_jpeg()).decode()}},
-                                 timeout=300)
+        response = requests.post(
+            url + "/runsync", json={"input": {"image": base64.b64encode(_photo_jpeg()).decode()}}, timeout=300
+        )
         runsync = time.monotonic() - start
         assert response.status_code == 200, response.text[:500]
         body = response.json()
@@ -265,8 +283,10 @@ def test_runsync_through_the_local_api_then_docker_stop(image, report):
         assert set(body["output"]) == RESPONSE_KEYS
         _check_glb(body["output"])
         seconds, code = _stop(name)
-        report(f"--rp_serve_api: answering {ready:.1f} s after docker run; /runsync {runsync:.2f} s; "
-               f"docker stop {seconds:.1f} s, exit {code}")
+        report(
+            f"--rp_serve_api: answering {ready:.1f} s after docker run; /runsync {runsync:.2f} s; "
+            f"docker stop {seconds:.1f} s, exit {code}"
+        )
         assert code == 0 and seconds < 10
     finally:
         _docker("rm", "-f", name)
@@ -283,10 +303,15 @@ def test_weights_check(image, report):
 def test_pymeshlab_plugins_load(image, report):
     """`import hy3dgen.shapegen` imports pymeshlab; without libopengl0 it printed 31 plugin-load
     errors and hy3dgen's post-processors (decimation among them) were missing."""
-    probe = ("import hy3dgen.shapegen, pymeshlab; ms = pymeshlab.MeshSet(); "
-             "print('decimation', hasattr(ms, 'meshing_decimation_quadric_edge_collapse'))")
+    probe = (
+        "import hy3dgen.shapegen, pymeshlab; ms = pymeshlab.MeshSet(); "
+        "print('decimation', hasattr(ms, 'meshing_decimation_quadric_edge_collapse'))"
+    )
     done, seconds = _run(image, "python", "-c", probe)
-    report(f"import hy3dgen.shapegen: exit {done.returncode} in {seconds:.1f} s, {len(done.stderr.splitlines())} stderr lines")
+    report(
+        f"import hy3dgen.shapegen: exit {done.returncode} in {seconds:.1f} s, "
+        f"{len(done.stderr.splitlines())} stderr lines"
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["decimation", "True"]
     assert "Cannot load library" not in done.stderr and "libOpenGL" not in done.stderr
@@ -324,8 +349,10 @@ def test_first_rembg_import_hits_the_numba_cache_on_another_cpu(image, report):
     done, seconds = _run(image, "python", "-c", _NUMBA_PROBE)
     assert done.returncode == 0, done.stderr[-3000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
-    report(f"first import rembg + inpaint warm-up as a {probe['fake']} host (built on {probe['real']}): "
-           f"{probe['seconds']:.1f} s, {probe['compiled']} functions compiled, {probe['cached']} cached")
+    report(
+        f"first import rembg + inpaint warm-up as a {probe['fake']} host (built on {probe['real']}): "
+        f"{probe['seconds']:.1f} s, {probe['compiled']} functions compiled, {probe['cached']} cached"
+    )
     assert probe["without_generic"][1] == probe["fake"]  # the pretence reaches numba ...
     assert probe["used"][1:] == ["generic", ""]  # ... and the image's setting makes it irrelevant
     assert probe["cached"] > 0 and probe["compiled"] == 0
@@ -333,8 +360,17 @@ def test_first_rembg_import_hits_the_numba_cache_on_another_cpu(image, report):
 
 
 def test_docker_stop_of_the_app_exits_cleanly(image, report):
-    name = _detach(image, "python", "-u", "app.py", "--host", "127.0.0.1", "--port", "7860",
-                   env={"HY3D_MODEL": "draft", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"})
+    name = _detach(
+        image,
+        "python",
+        "-u",
+        "app.py",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "7860",
+        env={"HY3D_MODEL": "draft", "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"},
+    )
     try:
         ready = _wait_log(name, "Running on")
         seconds, code = _stop(name)

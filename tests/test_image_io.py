@@ -35,18 +35,21 @@ SETTINGS = Settings()
 
 
 def close(pixel, expected, tol=6) -> bool:
-    return all(abs(int(a) - int(b)) <= tol for a, b in zip(pixel, expected))
+    return all(abs(int(a) - int(b)) <= tol for a, b in zip(pixel, expected, strict=False))
 
 
 # --- formats and modes -------------------------------------------------------
 
 
-@pytest.mark.parametrize("cmyk, rgb", [
-    ((0, 255, 255, 0), (255, 0, 0)),
-    ((255, 0, 0, 0), (0, 255, 255)),
-    ((0, 0, 0, 255), (0, 0, 0)),
-    ((0, 0, 0, 0), (255, 255, 255)),
-])
+@pytest.mark.parametrize(
+    "cmyk, rgb",
+    [
+        ((0, 255, 255, 0), (255, 0, 0)),
+        ((255, 0, 0, 0), (0, 255, 255)),
+        ((0, 0, 0, 255), (0, 0, 0)),
+        ((0, 0, 0, 0), (255, 255, 255)),
+    ],
+)
 def test_cmyk_jpeg_adobe_inverted_maps_to_rgb(cmyk, rgb):
     data = cmyk_jpeg(cmyk)
     with Image.open(io.BytesIO(data)) as raw:
@@ -94,10 +97,13 @@ def test_grayscale_transparency_key_becomes_alpha():
     assert img.getpixel((1, 1))[3] == 0 and img.getpixel((0, 0)) == (100, 100, 100, 255)
 
 
-@pytest.mark.parametrize("orientation, top, bottom", [
-    (6, (255, 0, 0), (0, 0, 255)),  # 90° clockwise: the left (red) half ends up on top
-    (8, (0, 0, 255), (255, 0, 0)),  # 90° counter-clockwise: red ends up at the bottom
-])
+@pytest.mark.parametrize(
+    "orientation, top, bottom",
+    [
+        (6, (255, 0, 0), (0, 0, 255)),  # 90° clockwise: the left (red) half ends up on top
+        (8, (0, 0, 255), (255, 0, 0)),  # 90° counter-clockwise: red ends up at the bottom
+    ],
+)
 def test_exif_orientation_is_applied(orientation, top, bottom):
     img = load_image(exif_jpeg(two_tone((40, 20)), orientation), SETTINGS)
     assert img.size == (20, 40)

@@ -39,8 +39,9 @@ def passes_needed(case: dict) -> int:
     return inp.vertex_colours(**case).passes
 
 
-def random_case(seed: int, subdivisions: int = 2, per_corner_uv: bool = False, density: float = 0.6,
-                size: int = 48) -> dict:
+def random_case(
+    seed: int, subdivisions: int = 2, per_corner_uv: bool = False, density: float = 0.6, size: int = 48
+) -> dict:
     rng = np.random.default_rng(seed)
     sphere = trimesh.creation.icosphere(subdivisions=subdivisions)
     faces = sphere.faces.astype(np.int32)
@@ -113,8 +114,12 @@ def test_trimesh_capsule_with_seamed_uvs_matches() -> None:
 
 def test_float64_and_uint8_inputs() -> None:
     case = random_case(3, per_corner_uv=True, density=0.5)
-    wide = dict(case, texture=case["texture"].astype(np.float64), vtx_pos=case["vtx_pos"].astype(np.float64),
-                vtx_uv=case["vtx_uv"].astype(np.float64))
+    wide = dict(
+        case,
+        texture=case["texture"].astype(np.float64),
+        vtx_pos=case["vtx_pos"].astype(np.float64),
+        vtx_uv=case["vtx_uv"].astype(np.float64),
+    )
     assert_same(wide)
     # uint8 colours: averages are float32, truncated when written back, as numpy's assignment does.
     assert_same(dict(case, texture=(case["texture"] * 255).astype(np.uint8)))
@@ -202,8 +207,7 @@ def test_warm_up_compiles_the_kernels_for_texgens_types() -> None:
         "assert (texture.dtype, texture.ndim, mask.dtype, mask.ndim) == (numba.float32, 3, numba.uint8, 2)\n"
         "assert inp._paint.signatures\n"
     )
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT,
-                   timeout=120)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT, timeout=120)
 
 
 def test_no_writable_numba_cache_still_compiles() -> None:
@@ -215,8 +219,9 @@ def test_no_writable_numba_cache_still_compiles() -> None:
     )
     # The only locator left applies to IPython cells, so numba finds none for a file, as with no writable place.
     env = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="IPythonCacheLocator")
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert "numba cannot cache _vertex_colours_kernel" in done.stderr
 

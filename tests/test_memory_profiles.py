@@ -110,8 +110,9 @@ def cuda(models_root, monkeypatch, tmp_path):
 def request(service: ImageTo3D, profile: int, texture: bool, paint: str = DEFAULT_PAINT_MODEL) -> dict:
     """The service's own pre-shape profiling step for one request; returns its texture timings."""
     timings: dict = {}
-    options = parse_options({"model": "hunyuan3d-2", "profile": profile, "generate_texture": texture,
-                             "paint_model": paint})
+    options = parse_options(
+        {"model": "hunyuan3d-2", "profile": profile, "generate_texture": texture, "paint_model": paint}
+    )
     service._profile_both(service.backend("hunyuan3d-2"), options, timings)
     return timings
 
@@ -122,12 +123,19 @@ def expected_models(service: ImageTo3D, texture: bool, paint: str = DEFAULT_PAIN
     if texture:
         texgen = tb._BACKENDS[(paint, None)].texgen
         delight, painter = texgen.delight.pipeline, texgen.multiview.pipeline
-        models.update(delight_unet=delight.unet, delight_vae=delight.vae, delight_text_encoder=delight.text_encoder,
-                      transformer=painter.unet, paint_vae=painter.vae, paint_text_encoder=painter.text_encoder)
+        models.update(
+            delight_unet=delight.unet,
+            delight_vae=delight.vae,
+            delight_text_encoder=delight.text_encoder,
+            transformer=painter.unet,
+            paint_vae=painter.vae,
+            paint_text_encoder=painter.text_encoder,
+        )
     return models
 
 
 # -- what is handed over ------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("texture", [True, False], ids=["textured", "plain"])
 @pytest.mark.parametrize("profile", [1, 2, 3, 4, 5])
@@ -184,6 +192,7 @@ def test_same_profile_again_is_free(cuda):
 
 
 # -- switches -----------------------------------------------------------------------------
+
 
 def test_profile_switch_reprofiles_both_pipelines_and_says_so(cuda):
     fake, loads = cuda
@@ -261,8 +270,10 @@ def test_job_end_moves_every_model_off_the_gpu(cuda, monkeypatch, subject_png):
         return ShapeOutput(trimesh.creation.icosphere(1), model=backend.name, profile=backend.profile)
 
     monkeypatch.setattr(backend, "generate", shape_stage)
-    result = service.generate(subject_png, parse_options(
-        {"model": "hunyuan3d-2", "profile": 3, "generate_texture": False, "remove_background": False}))
+    result = service.generate(
+        subject_png,
+        parse_options({"model": "hunyuan3d-2", "profile": 3, "generate_texture": False, "remove_background": False}),
+    )
     assert result.profile == 3 and len(fake.calls) == 1 and fake.calls[0].unloads == 1
 
 
@@ -287,6 +298,7 @@ def test_oom_in_the_shape_stage_unloads_every_model(cuda, monkeypatch):
 
 
 # -- load order ---------------------------------------------------------------------------
+
 
 def test_loads_after_mmgps_import_see_safetensors_own_functions(monkeypatch):
     """mmgp.safetensors2 rebinds safetensors' loaders on import; inside
@@ -324,8 +336,14 @@ def test_real_mmgp_rules_and_load_order(models_root, tmp_path):
     intended; every load before mmgp's import or through safetensors' own
     loader (a read through mmgp's patched loader fails this test)."""
     env = {**os.environ, "HY3DGEN_MODELS": str(models_root), "RUNPOD_HF_CACHE": str(tmp_path / "runpod")}
-    done = subprocess.run([sys.executable, "-m", "tests.fixtures.mmgp_recorder", str(models_root)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.fixtures.mmgp_recorder", str(models_root)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     events = report["events"]
@@ -338,13 +356,19 @@ def test_real_mmgp_rules_and_load_order(models_root, tmp_path):
     assert all(not e["mmgp_imported"] for e in events[:imported] if e["event"] == "load")
 
     expect_pinned = {1: "all", 2: "all", 3: [TRANSFORMER], 4: [TRANSFORMER], 5: []}
-    expect_budgets = {1: None, 2: {TRANSFORMER: 1200, "*": 3000}, 3: None, 4: {TRANSFORMER: 1200, "*": 3000},
-                      5: {TRANSFORMER: 400, "*": 3000}}
+    expect_budgets = {
+        1: None,
+        2: {TRANSFORMER: 1200, "*": 3000},
+        3: None,
+        4: {TRANSFORMER: 1200, "*": 3000},
+        5: {TRANSFORMER: 400, "*": 3000},
+    }
     profiles = [e for e in events if e["event"] == "profile"]
     # Worker part: 1-5 textured (one call each, each a switch), then a plain request at 1.
     # Fresh part: per profile a plain request (shape only), then a textured one (both).
     assert [(e["profile"], len(e["names"])) for e in profiles] == (
-        [(p, 9) for p in (1, 2, 3, 4, 5)] + [(1, 9)] + [(p, n) for p in (1, 2, 3, 4, 5) for n in (3, 9)])
+        [(p, 9) for p in (1, 2, 3, 4, 5)] + [(1, 9)] + [(p, n) for p in (1, 2, 3, 4, 5) for n in (3, 9)]
+    )
     for event in profiles:
         names, profile = set(event["names"]), event["profile"]
         textured = names == SHAPE_NAMES | TEXTURE_NAMES

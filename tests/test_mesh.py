@@ -53,8 +53,8 @@ def test_without_vtk_extraction_falls_back_to_scikit_image_and_says_so(monkeypat
         pm.warm_up()
     assert pm.surface_backend() == "scikit-image"
     assert [r.getMessage() for r in caplog.records].count(
-        "VTK is not installed: surface extraction falls back to scikit-image marching cubes (about 4x slower "
-        "at 384^3).") == 1  # once per process, not per call
+        "VTK is not installed: surface extraction falls back to scikit-image marching cubes (about 4x slower at 384^3)."
+    ) == 1  # once per process, not per call
     pm.surface_backend.cache_clear()
     monkeypatch.undo()
     pm.surface_backend.cache_clear()
@@ -227,8 +227,9 @@ def test_surface_adapter_is_what_hy3dgen_pipeline_expects():
 
     sphere = sphere_grid(48, radius=0.5, nan_band=3.0)
     batch = torch.from_numpy(np.stack([sphere, np.full_like(sphere, -1.0)]))
-    outputs = FastSurfaceExtractor()(batch, mc_level=0.0, bounds=1.01, octree_resolution=48,
-                                     num_chunks=8000, mc_algo=None, enable_pbar=False)
+    outputs = FastSurfaceExtractor()(
+        batch, mc_level=0.0, bounds=1.01, octree_resolution=48, num_chunks=8000, mc_algo=None, enable_pbar=False
+    )
     assert len(outputs) == 2 and outputs[1] is None  # empty surface: None, like hy3dgen
     out = outputs[0]
     assert isinstance(out, Latent2MeshOutput)
@@ -249,8 +250,11 @@ def test_surface_adapter_plugs_into_latents2mesh():
     from pipeline.surface import FastSurfaceExtractor
 
     # hy3dgen's own latents2mesh, with a volume decoder that returns our grids as its logits
-    vae = SimpleNamespace(volume_decoder=lambda latents, geo_decoder, **kw: latents, geo_decoder=None,
-                          surface_extractor=FastSurfaceExtractor())
+    vae = SimpleNamespace(
+        volume_decoder=lambda latents, geo_decoder, **kw: latents,
+        geo_decoder=None,
+        surface_extractor=FastSurfaceExtractor(),
+    )
     grids = torch.from_numpy(sphere_grid(32, radius=0.5)[None])
     outputs = VectsetVAE.latents2mesh(vae, grids, bounds=1.01, mc_level=0.0, octree_resolution=32)
     assert len(outputs) == 1 and len(outputs[0].mesh_f) > 100

@@ -65,13 +65,16 @@ def view_png(kind: str, size: int = 96) -> bytes:
     image = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(image)
     box = {"left": (20, 10, 60, 86), "back": (10, 20, 86, 76), "right": (36, 10, 76, 86)}.get(kind, (16, 16, 80, 80))
-    draw.ellipse(box, fill={"left": (30, 160, 30), "back": (30, 30, 200), "right": (200, 160, 0)}.get(kind, (220, 30, 30)))
+    draw.ellipse(
+        box, fill={"left": (30, 160, 30), "back": (30, 30, 200), "right": (200, 160, 0)}.get(kind, (220, 30, 30))
+    )
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
 
 
 # -- the catalogue ------------------------------------------------------------------
+
 
 def test_catalogue_has_the_whole_family_with_upstream_defaults():
     assert set(NEW_MODELS) <= set(MODEL_CHOICES)
@@ -101,10 +104,13 @@ def test_catalogue_has_the_whole_family_with_upstream_defaults():
 def test_download_plan_fetches_the_turbo_vae_from_its_own_repo(tmp_path, monkeypatch):
     monkeypatch.setenv("HY3DGEN_MODELS", str(tmp_path))
     plan = weights.plan_download("hunyuan3d-2mv-turbo", texture=False, rembg=None)
-    assert plan.repos == {"tencent/Hunyuan3D-2mv": ["hunyuan3d-dit-v2-mv-turbo"],
-                          "tencent/Hunyuan3D-2": ["hunyuan3d-vae-v2-0-turbo"]}
+    assert plan.repos == {
+        "tencent/Hunyuan3D-2mv": ["hunyuan3d-dit-v2-mv-turbo"],
+        "tencent/Hunyuan3D-2": ["hunyuan3d-vae-v2-0-turbo"],
+    }
     assert weights.plan_download("hunyuan3d-2mini-fast", texture=False, rembg=None).repos == {
-        "tencent/Hunyuan3D-2mini": ["hunyuan3d-dit-v2-mini-fast"]}
+        "tencent/Hunyuan3D-2mini": ["hunyuan3d-dit-v2-mini-fast"]
+    }
     with pytest.raises(WeightsMissingError) as caught:
         weights.resolve_model("hunyuan3d-2mv-turbo")
     message = str(caught.value)
@@ -123,7 +129,7 @@ def test_weights_check_and_download_cli_know_the_new_models(tmp_path, monkeypatc
     present(tmp_path, "hunyuan3d-2mv-turbo")
     assert weights.main(["check", "--require", "hunyuan3d-2mv-turbo"]) == 0
     out = capsys.readouterr().out
-    assert f"present  shape:hunyuan3d-2mv-turbo" in out
+    assert "present  shape:hunyuan3d-2mv-turbo" in out
     assert str(tmp_path / "tencent/Hunyuan3D-2/hunyuan3d-vae-v2-0-turbo") in out
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert weights.main(["download", "--model", "hunyuan3d-2mv-fast"]) == 1  # offline: fails at once
@@ -149,6 +155,7 @@ def test_auto_prefers_single_view_and_picks_the_best_multiview_present(tmp_path,
 
 
 # -- the views field ------------------------------------------------------------------
+
 
 def test_check_views_shape():
     assert check_views(None) == {} and check_views({}) == {}
@@ -195,13 +202,16 @@ def fresh_worker(monkeypatch):
 def test_worker_rejects_bad_views_before_any_model(fresh_worker, subject_b64):
     started = time.monotonic()
     response = run({"image": subject_b64, "model": "hunyuan3d-2", "views": {"left": subject_b64}})
-    assert "Field 'views' needs a multi-view model (hunyuan3d-2mv, hunyuan3d-2mv-fast, hunyuan3d-2mv-turbo" \
+    assert (
+        "Field 'views' needs a multi-view model (hunyuan3d-2mv, hunyuan3d-2mv-fast, hunyuan3d-2mv-turbo"
         in response["error"]
+    )
     response = run({"image": subject_b64, "model": "draft", "views": {"left": subject_b64}})
     assert "'draft' takes a single image" in response["error"]
     # checked before an image_url would be fetched (a loopback URL: refused, never contacted, if it came first)
-    response = run({"image_url": "http://127.0.0.1:9/front.png", "model": "hunyuan3d-2",
-                    "views": {"left": subject_b64}})
+    response = run(
+        {"image_url": "http://127.0.0.1:9/front.png", "model": "hunyuan3d-2", "views": {"left": subject_b64}}
+    )
     assert response["error"].startswith("Field 'views' needs a multi-view model"), response
     response = run({"image": subject_b64, "model": "hunyuan3d-2mv", "views": {"top": subject_b64}})
     assert response["error"].startswith("Field 'views' has the unknown view 'top'")
@@ -221,8 +231,9 @@ def test_view_size_caps_apply_per_view(fresh_worker, monkeypatch, subject_b64):
     monkeypatch.setenv("HY3D_MAX_IMAGE_PIXELS", str(200 * 200))
     big = b64(make_subject_png(256))
     response = run({"image": b64(make_subject_png(64)), "model": "hunyuan3d-2mv", "views": {"left": big}})
-    assert response["error"] == ("Field 'views.left' is 256x256 = 65536 pixels; the limit is 40000 pixels, "
-                                 "set by HY3D_MAX_IMAGE_PIXELS.")
+    assert response["error"] == (
+        "Field 'views.left' is 256x256 = 65536 pixels; the limit is 40000 pixels, set by HY3D_MAX_IMAGE_PIXELS."
+    )
 
 
 def test_missing_multiview_weights_fail_fast_naming_the_download(fresh_worker, subject_b64):
@@ -269,8 +280,14 @@ def test_service_decodes_and_cuts_out_every_view_with_progress_and_timings():
         assert picture.mode == "RGBA" and alpha.min() == 0 and alpha.max() == 255  # background removed
     # rembg has no weights here: one GrabCut notice, not one per view
     assert sum("GrabCut" in w for w in result.warnings) == 1, result.warnings
-    assert {"decode.front", "decode.left", "decode.right", "background.front", "background.left",
-            "background.right"} <= set(result.timings)
+    assert {
+        "decode.front",
+        "decode.left",
+        "decode.right",
+        "background.front",
+        "background.left",
+        "background.right",
+    } <= set(result.timings)
     decode = [c for c in calls if c[0] == "decode"]
     assert [round(c[1], 3) for c in decode] == [0.0, 0.333, 0.667, 1.0]
     assert "Decoding view left (2/3)" in decode[1][2] and "+ 2 views" in decode[-1][2]
@@ -291,6 +308,7 @@ def test_remote_mode_sends_views_like_image():
 
 
 # -- real hy3dgen on tiny checkpoints ---------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def family_root(tmp_path_factory):
@@ -347,8 +365,16 @@ def view_indices(monkeypatch):
 
 
 def job(model: str, views: dict | None = None, **fields) -> dict:
-    payload = {"image": b64(view_png("front", 128)), "model": model, "steps": 2, "octree_resolution": OCTREE,
-               "max_faces": 3000, "remove_background": False, "generate_texture": False, **fields}
+    payload = {
+        "image": b64(view_png("front", 128)),
+        "model": model,
+        "steps": 2,
+        "octree_resolution": OCTREE,
+        "max_faces": 3000,
+        "remove_background": False,
+        "generate_texture": False,
+        **fields,
+    }
     if views is not None:
         payload["views"] = views
     return payload
@@ -410,10 +436,17 @@ def test_same_seed_and_views_same_bytes_and_views_change_the_latents(family):
     backend = worker.get_pipeline().backend("hunyuan3d-2mv-fast")
 
     def latents(left: bytes) -> torch.Tensor:
-        image = {"front": Image.open(io.BytesIO(view_png("front"))).convert("RGBA"),
-                 "left": Image.open(io.BytesIO(left)).convert("RGBA")}
-        return backend.pipeline(image=image, num_inference_steps=2, generator=torch.Generator().manual_seed(5),
-                                output_type="latent", enable_pbar=False)
+        image = {
+            "front": Image.open(io.BytesIO(view_png("front"))).convert("RGBA"),
+            "left": Image.open(io.BytesIO(left)).convert("RGBA"),
+        }
+        return backend.pipeline(
+            image=image,
+            num_inference_steps=2,
+            generator=torch.Generator().manual_seed(5),
+            output_type="latent",
+            enable_pbar=False,
+        )
 
     assert torch.equal(latents(view_png("left")), latents(view_png("left")))
     assert not torch.allclose(latents(view_png("left")), latents(view_png("back")))
@@ -458,8 +491,9 @@ def test_multiview_model_under_mmgp_hands_over_its_mv_conditioner(family, monkey
 
     handed = []
     offload = types.ModuleType("mmgp.offload")
-    offload.profile = lambda models, profile_no, **kwargs: handed.append((models, profile_no)) or types.SimpleNamespace(
-        release=lambda: None, unload_all=lambda: None)
+    offload.profile = lambda models, profile_no, **kwargs: (
+        handed.append((models, profile_no)) or types.SimpleNamespace(release=lambda: None, unload_all=lambda: None)
+    )
     package = types.ModuleType("mmgp")
     package.offload = offload
     monkeypatch.setitem(sys.modules, "mmgp", package)
@@ -491,26 +525,44 @@ def test_app_generate_old_and_new_positional_forms(family, tmp_path):
     with running_app() as url:
         client = Client(url, verbose=False)
         # the old form: 14 positional arguments, no smooth_normals, no views
-        _, _, _, stats, _ = client.predict(handle_file(str(paths["front"])), "hunyuan3d-2mini-fast", *common,
-                                           api_name="/generate")
+        _, _, _, stats, _ = client.predict(
+            handle_file(str(paths["front"])), "hunyuan3d-2mini-fast", *common, api_name="/generate"
+        )
         assert stats["model"] == "hunyuan3d-2mini-fast"
         # the new form: smooth_normals, then left, back, right (any may be None)
         viewer, _, _, stats, _ = client.predict(
-            handle_file(str(paths["front"])), "hunyuan3d-2mv", *common, False,
-            handle_file(str(paths["left"])), None, handle_file(str(paths["right"])), api_name="/generate",
+            handle_file(str(paths["front"])),
+            "hunyuan3d-2mv",
+            *common,
+            False,
+            handle_file(str(paths["left"])),
+            None,
+            handle_file(str(paths["right"])),
+            api_name="/generate",
         )
         assert stats["model"] == "hunyuan3d-2mv"
         assert {"decode.left", "decode.right"} <= set(stats["timings"]) and "decode.back" not in stats["timings"]
         check_sphere(open(viewer, "rb").read())
         _, _, _, stats, _ = client.predict(
-            handle_file(str(paths["front"])), "auto", *common, False,
-            handle_file(str(paths["left"])), handle_file(str(paths["back"])), handle_file(str(paths["right"])),
+            handle_file(str(paths["front"])),
+            "auto",
+            *common,
+            False,
+            handle_file(str(paths["left"])),
+            handle_file(str(paths["back"])),
+            handle_file(str(paths["right"])),
             api_name="/generate",
         )
         assert stats["model"] == "hunyuan3d-2mv"
         with pytest.raises(AppError, match=r"Field 'views' needs a multi-view model .* 'hunyuan3d-2-fast' takes"):
-            client.predict(handle_file(str(paths["front"])), "hunyuan3d-2-fast", *common, False,
-                           handle_file(str(paths["back"])), api_name="/generate")
+            client.predict(
+                handle_file(str(paths["front"])),
+                "hunyuan3d-2-fast",
+                *common,
+                False,
+                handle_file(str(paths["back"])),
+                api_name="/generate",
+            )
 
 
 @pytest.mark.slow

@@ -108,8 +108,18 @@ def test_nullable_fields_mean_model_default():
 
 def test_valid_values_pass_through():
     opts = parse_options(
-        {"generate_texture": False, "remove_background": False, "profile": 1, "seed": 0, "model": "draft",
-         "max_faces": 1000, "steps": 5, "guidance_scale": 7, "octree_resolution": 64, "num_chunks": 1000}
+        {
+            "generate_texture": False,
+            "remove_background": False,
+            "profile": 1,
+            "seed": 0,
+            "model": "draft",
+            "max_faces": 1000,
+            "steps": 5,
+            "guidance_scale": 7,
+            "octree_resolution": 64,
+            "num_chunks": 1000,
+        }
     )
     assert opts.guidance_scale == 7.0 and isinstance(opts.guidance_scale, float)
     assert opts.to_dict()["max_faces"] == 1000

@@ -47,10 +47,15 @@ def bucket(monkeypatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                 region_name="us-east-1").create_bucket(Bucket="models")
-    for name, value in {"BUCKET_ENDPOINT_URL": endpoint, "BUCKET_ACCESS_KEY_ID": "test",
-                        "BUCKET_SECRET_ACCESS_KEY": "test", "BUCKET_NAME": "models"}.items():
+    boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    ).create_bucket(Bucket="models")
+    for name, value in {
+        "BUCKET_ENDPOINT_URL": endpoint,
+        "BUCKET_ACCESS_KEY_ID": "test",
+        "BUCKET_SECRET_ACCESS_KEY": "test",
+        "BUCKET_NAME": "models",
+    }.items():
         monkeypatch.setenv(name, value)
     try:
         yield endpoint
@@ -70,14 +75,26 @@ def test_panel_client_under_node(node, bucket, monkeypatch, tmp_path):
     # main: one worker, each progress update held 50 ms so 20 ms polls see the stages;
     # idle: no worker (jobs stay queued: cancel, maxWaitMs); long: a job that
     # starts only after 100 polls, 200 s at the shipped client's 2 s interval.
-    with FakeRunPod(progress_hold_s=0.05) as main, FakeRunPod(workers=0, endpoint_id="idle") as idle, \
-            FakeRunPod(start_after_polls=100, endpoint_id="long") as long:
-        config = {"main": describe(main), "idle": describe(idle), "long": describe(long),
-                  "image_path": str(image), "bucket_endpoint": bucket}
+    with (
+        FakeRunPod(progress_hold_s=0.05) as main,
+        FakeRunPod(workers=0, endpoint_id="idle") as idle,
+        FakeRunPod(start_after_polls=100, endpoint_id="long") as long,
+    ):
+        config = {
+            "main": describe(main),
+            "idle": describe(idle),
+            "long": describe(long),
+            "image_path": str(image),
+            "bucket_endpoint": bucket,
+        }
         env = dict(os.environ, PANEL_TEST_CONFIG=json.dumps(config), NODE_NO_WARNINGS="1")
         proc = subprocess.run(
             [node, "--test", "--test-reporter=spec", str(ROOT / "clients" / "panel" / "test")],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         long_polls = [job.polls for job in long.jobs.values()]
         main_jobs = list(main.jobs.values())

@@ -12,8 +12,6 @@ from PIL import Image
 
 import worker
 from pipeline import preview
-from pipeline.options import parse_options
-from pipeline.service import ImageTo3D
 
 
 @pytest.fixture(autouse=True)

@@ -88,8 +88,12 @@ def reference_rasterize(pos: np.ndarray, tri: np.ndarray, height: int, width: in
 
 
 def _run(pos: np.ndarray, tri: np.ndarray, height: int, width: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
-    findices, bary = rasterize(torch.from_numpy(np.asarray(pos, np.float32))[None],
-                               torch.from_numpy(np.asarray(tri, np.int32)), (height, width), **kwargs)
+    findices, bary = rasterize(
+        torch.from_numpy(np.asarray(pos, np.float32))[None],
+        torch.from_numpy(np.asarray(tri, np.int32)),
+        (height, width),
+        **kwargs,
+    )
     assert findices.dtype == torch.int32 and bary.dtype == torch.float32
     assert findices.shape == (height, width) and bary.shape == (height, width, 3)
     return findices.numpy(), bary.numpy()
@@ -233,11 +237,11 @@ def test_barycentrics_are_perspective_correct() -> None:
 
 def test_interpolate_matches_hand_values_and_zeros_empty_pixels() -> None:
     height = width = 17
-    pos = np.array([[*_ndc(c, r, height, width), 0.0, 1.0] for c, r in [(2, 2), (10, 2), (2, 10)]],
-                   dtype=np.float32)
+    pos = np.array([[*_ndc(c, r, height, width), 0.0, 1.0] for c, r in [(2, 2), (10, 2), (2, 10)]], dtype=np.float32)
     uv = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])
-    findices, bary = rasterize(torch.from_numpy(pos)[None], torch.tensor([[0, 1, 2]], dtype=torch.int32),
-                               (height, width))
+    findices, bary = rasterize(
+        torch.from_numpy(pos)[None], torch.tensor([[0, 1, 2]], dtype=torch.int32), (height, width)
+    )
     out = interpolate(uv, findices, bary, torch.tensor([[0, 1, 2]], dtype=torch.int32))
     assert out.shape == (1, height, width, 2)
     rows, cols = np.mgrid[0:height, 0:width]
@@ -271,13 +275,14 @@ def test_depth_prior_keeps_only_fragments_behind_it() -> None:
     findices, _ = rasterize(torch.from_numpy(pos)[None], tri, (height, width), clamp_depth=prior, use_depth_prior=1)
     plain, _ = rasterize(torch.from_numpy(pos)[None], tri, (height, width))
     assert not findices[: height // 2].any()  # upstream drops fragments nearer than prior + truncation
-    assert findices[height // 2:].any() and torch.equal(findices[height // 2:], plain[height // 2:])
+    assert findices[height // 2 :].any() and torch.equal(findices[height // 2 :], plain[height // 2 :])
     # A prior far in front lets a triangle behind the near plane through the test, but its negative
     # quantised depth wraps to a huge unsigned key in the kernel and never lands.
     behind = torch.from_numpy(pos.copy())
     behind[:, 2] = -1.05
-    findices, _ = rasterize(behind[None], tri, (height, width), clamp_depth=torch.full((height, width), -2.0),
-                            use_depth_prior=1)
+    findices, _ = rasterize(
+        behind[None], tri, (height, width), clamp_depth=torch.full((height, width), -2.0), use_depth_prior=1
+    )
     assert not findices.any()
 
 

@@ -8,9 +8,9 @@ import io
 import json
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 import requests
@@ -273,7 +273,7 @@ class StuckHandler:
         self.release.wait(30)
         return {"late": True}
 
-    def __enter__(self) -> "StuckHandler":
+    def __enter__(self) -> StuckHandler:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -366,8 +366,17 @@ def serve_bytes(files: dict[str, bytes]) -> Iterator[str]:
 
 
 def test_model_url_is_downloaded_and_checked():
-    glb = worker.handler({"id": "u", "input": {"image": base64.b64encode(make_subject_png(64)).decode(),
-                                               "model": "draft", "remove_background": False, "max_faces": 2000}})
+    glb = worker.handler(
+        {
+            "id": "u",
+            "input": {
+                "image": base64.b64encode(make_subject_png(64)).decode(),
+                "model": "draft",
+                "remove_background": False,
+                "max_faces": 2000,
+            },
+        }
+    )
     data = base64.b64decode(glb["model_base64"])
     with serve_bytes({"/models/a.glb": data, "/models/short.glb": data[:-10]}) as host:
         base = {"output": "url", "file_size": len(data)}
@@ -382,13 +391,28 @@ def test_model_url_is_downloaded_and_checked():
 
 
 def test_remote_job_with_model_url_output():
-    glb = worker.handler({"id": "u", "input": {"image": base64.b64encode(make_subject_png(64)).decode(),
-                                               "model": "draft", "remove_background": False, "max_faces": 2000}})
+    glb = worker.handler(
+        {
+            "id": "u",
+            "input": {
+                "image": base64.b64encode(make_subject_png(64)).decode(),
+                "model": "draft",
+                "remove_background": False,
+                "max_faces": 2000,
+            },
+        }
+    )
     data = base64.b64decode(glb.pop("model_base64"))
     with serve_bytes({"/bucket/job.glb": data}) as host:
+
         def url_handler(job):
-            return {**glb, "output": "url", "model_url": f"{host}/bucket/job.glb?sig=1",
-                    "model_url_expires_at": "2030-01-01T00:00:00+00:00", "warnings": ["uploaded"]}
+            return {
+                **glb,
+                "output": "url",
+                "model_url": f"{host}/bucket/job.glb?sig=1",
+                "model_url_expires_at": "2030-01-01T00:00:00+00:00",
+                "warnings": ["uploaded"],
+            }
 
         with FakeRunPod(handler=url_handler) as fake:
             result = generator(fake).generate(make_subject_png(64), draft_options())
@@ -406,9 +430,10 @@ def test_bucket_delivery_through_real_worker_and_moto(monkeypatch):
     s3.start()
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                     region_name="us-east-1").create_bucket(Bucket="models")
-        for name, value in zip(BUCKET_VARS, (endpoint, "test", "test", "models")):
+        boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+        ).create_bucket(Bucket="models")
+        for name, value in zip(BUCKET_VARS, (endpoint, "test", "test", "models"), strict=True):
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.01")
         with FakeRunPod() as fake:
@@ -450,8 +475,21 @@ def test_gradio_app_in_remote_mode(tmp_path):
             assert f"Remote mode: jobs go to RunPod endpoint {fake.endpoint_id}" in requests.get(url, timeout=10).text
             client = Client(url, verbose=False)
             viewer, _, _, stats, seed = client.predict(
-                handle_file(str(image)), "draft", 3, True, False, 4321, False, 3000, None, None, None, None,
-                2048, "hunyuan3d-paint-v2-0", api_name="/generate",
+                handle_file(str(image)),
+                "draft",
+                3,
+                True,
+                False,
+                4321,
+                False,
+                3000,
+                None,
+                None,
+                None,
+                None,
+                2048,
+                "hunyuan3d-paint-v2-0",
+                api_name="/generate",
             )
             from gradio_client.exceptions import AppError
 
@@ -459,8 +497,23 @@ def test_gradio_app_in_remote_mode(tmp_path):
             logo = tmp_path / "logo.svg"
             logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>')
             with pytest.raises(AppError, match=r"Remote worker failed: Field 'image' is not a PNG, JPEG or WebP"):
-                client.predict(handle_file(str(logo)), "draft", 3, True, False, 1, False, 3000, None, None, None,
-                               None, 2048, "hunyuan3d-paint-v2-0", api_name="/generate")
+                client.predict(
+                    handle_file(str(logo)),
+                    "draft",
+                    3,
+                    True,
+                    False,
+                    1,
+                    False,
+                    3000,
+                    None,
+                    None,
+                    None,
+                    None,
+                    2048,
+                    "hunyuan3d-paint-v2-0",
+                    api_name="/generate",
+                )
         job = next(iter(fake.jobs.values()))  # the first, successful job
     assert seed == 4321 and stats["model"] == "draft" and job.input["seed"] == 4321
     assert len(glb_mesh(open(viewer, "rb").read()).faces) == stats["faces"]

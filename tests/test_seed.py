@@ -33,8 +33,10 @@ def _draft(monkeypatch):
 
 @pytest.mark.parametrize("remove_background", [True, False], ids=["grabcut-fallback", "no-background-removal"])
 def test_two_jobs_same_seed_same_bytes(remove_background):
-    job = {"id": "j", "input": {"image": _photo_b64(), "seed": 4321, "max_faces": 3000,
-                                "remove_background": remove_background}}
+    job = {
+        "id": "j",
+        "input": {"image": _photo_b64(), "seed": 4321, "max_faces": 3000, "remove_background": remove_background},
+    }
     first, second = worker.handler(job), worker.handler(job)
     assert "error" not in first, first
     if remove_background:

@@ -109,8 +109,9 @@ def _assert_clean_exit(face: Face, elapsed: float, status: int | None) -> None:
 
 def test_app_exits_cleanly_on_sigterm(tmp_path):
     port = free_port()
-    face = Face([sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)],
-                _env(), tmp_path / "app.log")
+    face = Face(
+        [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(port)], _env(), tmp_path / "app.log"
+    )
     try:
         _wait_http(face, f"http://127.0.0.1:{port}/")
         elapsed, status = face.terminate_and_time()
@@ -124,8 +125,19 @@ def test_app_exits_cleanly_on_sigterm(tmp_path):
 
 def test_worker_local_api_exits_cleanly_on_sigterm(tmp_path):
     port = free_port()
-    face = Face([sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_host", "127.0.0.1",
-                 "--rp_api_port", str(port)], _env(), tmp_path / "worker.log")
+    face = Face(
+        [
+            sys.executable,
+            str(ROOT / "worker.py"),
+            "--rp_serve_api",
+            "--rp_api_host",
+            "127.0.0.1",
+            "--rp_api_port",
+            str(port),
+        ],
+        _env(),
+        tmp_path / "worker.log",
+    )
     try:
         _wait_http(face, f"http://127.0.0.1:{port}/docs")
         elapsed, status = face.terminate_and_time()
@@ -163,7 +175,7 @@ class _JobHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest's output clean
         pass
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         server = self.server
         server.takes += 1
         if "/job-take/" in self.path and server.job is not None and server.takes == 1:
@@ -179,7 +191,7 @@ class _JobHandler(BaseHTTPRequestHandler):
         self.send_response(204)
         self.end_headers()
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         data = json.loads(self.rfile.read(length) or b"{}")
         # Progress updates go to the same URL with status IN_PROGRESS; the result has none.

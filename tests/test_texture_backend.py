@@ -41,6 +41,7 @@ STAGES = ("load", "delight", "uv", "render", "multiview", "bake", "inpaint")
 
 # -- helpers ----------------------------------------------------------------------------
 
+
 def subject(size: int = 256) -> Image.Image:
     """An RGBA subject on a transparent background (background already removed)."""
     image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
@@ -87,6 +88,7 @@ def block_network(patch: pytest.MonkeyPatch) -> list:
                 attempts.append(address)
                 raise OSError(f"network blocked in tests: {address}")
             return real(sock, address)
+
         return call
 
     def lookup(host, *args, **kwargs):
@@ -130,6 +132,7 @@ def roots(monkeypatch, tmp_path) -> Path:
 
 # -- the tiny models, written once; one production-sampling paint shared by several tests ------
 
+
 @pytest.fixture(scope="module")
 def models_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("texture-models")
@@ -150,11 +153,19 @@ def painted(models_root, tmp_path_factory):
         result = backend.paint(mesh, subject(), 512, progress)
         seconds = time.perf_counter() - started
         modules_ran = os.environ.get(MODULES_EXECUTED_ENV)
-        yield types.SimpleNamespace(backend=backend, result=result, progress=progress, mesh=mesh,
-                                    attempts=attempts, seconds=seconds, modules_ran=modules_ran)
+        yield types.SimpleNamespace(
+            backend=backend,
+            result=result,
+            progress=progress,
+            mesh=mesh,
+            attempts=attempts,
+            seconds=seconds,
+            modules_ran=modules_ran,
+        )
 
 
 # -- end to end ---------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_painted_mesh_has_uvs_and_a_base_colour_texture(painted):
@@ -184,8 +195,14 @@ def test_every_stage_is_timed_and_reports_progress(painted):
     assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] == 1.0
     messages = painted.progress.messages
     # hy3dgen's own sampling ran: 50 delight steps, 30 multiview steps, six views.
-    for expected in ("Delighting step 1/50", "Delighting step 50/50", "Painting views, step 30/30",
-                     "Rendered view 6/6", "Baked view 6/6", "Texture 512x512"):
+    for expected in (
+        "Delighting step 1/50",
+        "Delighting step 50/50",
+        "Painting views, step 30/30",
+        "Rendered view 6/6",
+        "Baked view 6/6",
+        "Texture 512x512",
+    ):
         assert expected in messages
     assert sum(m.startswith("Painting views, step") for m in messages) == 30
 
@@ -210,8 +227,9 @@ def test_cpu_float32_and_texgen_cuda_hard_codes_overridden(painted):
     assert texgen.pipeline.models["delight_model"].device == "cpu"
     for pipe in (texgen.delight.pipeline, texgen.multiview.pipeline):
         assert pipe.device.type == "cpu"
-        assert {p.dtype for name in ("unet", "vae", "text_encoder")
-                for p in getattr(pipe, name).parameters()} == {torch.float32}
+        assert {p.dtype for name in ("unet", "vae", "text_encoder") for p in getattr(pipe, name).parameters()} == {
+            torch.float32
+        }
     assert type(texgen.multiview.pipeline.unet) is UNet2p5DConditionModel  # hy3dgen's class, not the checkpoint's
     assert mesh_render.meshVerticeInpaint is mesh_vertex_inpaint
     assert pipelines.mesh_uv_wrap.__module__ == tb.__name__
@@ -260,16 +278,22 @@ def test_fp16_load_as_on_cuda(models_root):
     paint = tb.load_paint(repo / DEFAULT_PAINT_MODEL, "cpu", torch.float16)
     delight = tb.load_delight(repo / DELIGHT_SUBFOLDER, "cpu", torch.float16)
     for pipe in (paint, delight):
-        assert {p.dtype for name in ("unet", "vae", "text_encoder")
-                for p in getattr(pipe, name).parameters()} == {torch.float16}
+        assert {p.dtype for name in ("unet", "vae", "text_encoder") for p in getattr(pipe, name).parameters()} == {
+            torch.float16
+        }
     assert type(paint.scheduler).__name__ == "EulerAncestralDiscreteScheduler"
     assert paint.scheduler.config.timestep_spacing == "trailing"
 
 
 def _checksums(paint, delight) -> list[float]:
     """Sums of a few tensors from every kind of file the loaders read."""
-    tensors = [paint.text_encoder.text_model.embeddings.token_embedding.weight, paint.vae.encoder.conv_in.weight,
-               paint.unet.unet.conv_in.weight, paint.unet.unet.learned_text_clip_gen, delight.unet.conv_in.weight]
+    tensors = [
+        paint.text_encoder.text_model.embeddings.token_embedding.weight,
+        paint.vae.encoder.conv_in.weight,
+        paint.unet.unet.conv_in.weight,
+        paint.unet.unet.learned_text_clip_gen,
+        delight.unet.conv_in.weight,
+    ]
     return [round(float(t.detach().double().sum()), 6) for t in tensors]
 
 
@@ -282,8 +306,10 @@ def test_models_load_the_same_after_mmgp_patched_safetensors(models_root):
     import torch
 
     repo = models_root / REPO_ID
-    expected = _checksums(tb.load_paint(repo / DEFAULT_PAINT_MODEL, "cpu", torch.float32),
-                          tb.load_delight(repo / "hunyuan3d-delight-v2-0", "cpu", torch.float32))
+    expected = _checksums(
+        tb.load_paint(repo / DEFAULT_PAINT_MODEL, "cpu", torch.float32),
+        tb.load_delight(repo / "hunyuan3d-delight-v2-0", "cpu", torch.float32),
+    )
     code = (
         "import sys, mmgp.offload, torch\n"
         "from pathlib import Path\n"
@@ -293,8 +319,14 @@ def test_models_load_the_same_after_mmgp_patched_safetensors(models_root):
         "print(_checksums(tb.load_paint(repo / sys.argv[2], 'cpu', torch.float32),\n"
         "                 tb.load_delight(repo / 'hunyuan3d-delight-v2-0', 'cpu', torch.float32)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(repo), DEFAULT_PAINT_MODEL], cwd=ROOT, check=True,
-                          timeout=180, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(repo), DEFAULT_PAINT_MODEL],
+        cwd=ROOT,
+        check=True,
+        timeout=180,
+        capture_output=True,
+        text=True,
+    )
     assert done.stdout.strip().splitlines()[-1] == str(expected)
 
 
@@ -321,8 +353,9 @@ def test_gpu_bench_measurement_loop_runs_on_tiny_models(monkeypatch, tmp_path, c
     gpu_texture = _import_bench("gpu_texture")
     from tests.fixtures.tiny_paint import TINY_DIMS
 
-    args = gpu_texture.parse_args(["--sizes", "512", "--faces", "2000", "--resolution", "64",
-                                   "--sampling", "2", "2", "256"])
+    args = gpu_texture.parse_args(
+        ["--sizes", "512", "--faces", "2000", "--resolution", "64", "--sampling", "2", "2", "256"]
+    )
     rows = gpu_texture.run(args, dims=TINY_DIMS, device="cpu")
     assert [(r.variant, r.texture_size, r.rasterizer) for r in rows] == [(DEFAULT_PAINT_MODEL, 512, "torch")]
     assert all(v >= 0 for v in rows[0].stages.values()) and rows[0].total_s > 0
@@ -332,6 +365,7 @@ def test_gpu_bench_measurement_loop_runs_on_tiny_models(monkeypatch, tmp_path, c
 
 
 # -- fast checks ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("size, kernel", [(512, 2), (1024, 4), (2048, 8)])
 def test_texture_size_sets_render_and_texture_config(size, kernel):
@@ -344,8 +378,10 @@ def test_texture_size_sets_render_and_texture_config(size, kernel):
     assert render_config(size) == RenderConfig(render_size=size, texture_size=size)
     assert render_config(size).unreliable_kernel == kernel
     fresh = MeshRender(default_resolution=size, texture_size=size, device="cpu")  # texgen's own derivation
-    reused = types.SimpleNamespace(config=types.SimpleNamespace(render_size=2048, texture_size=2048),
-                                   render=MeshRender(default_resolution=2048, texture_size=2048, device="cpu"))
+    reused = types.SimpleNamespace(
+        config=types.SimpleNamespace(render_size=2048, texture_size=2048),
+        render=MeshRender(default_resolution=2048, texture_size=2048, device="cpu"),
+    )
     tb.apply_render_config(reused, render_config(size))
     assert (reused.config.render_size, reused.config.texture_size) == (size, size)
     assert reused.render.default_resolution == fresh.default_resolution == (size, size)

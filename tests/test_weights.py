@@ -70,6 +70,7 @@ def write_hf_cache(hub: Path, repo_id: str, subfolders: list[str], rev: str = "a
 
 # -- resolution order ---------------------------------------------------------
 
+
 def test_finds_hy3dgen_layout(roots):
     folder = write_checkpoint(roots["hy3dgen"] / REPO / DIT)
     found = weights.find_shape_folder(REPO, DIT)
@@ -112,6 +113,7 @@ def test_refs_main_snapshot_wins(roots):
 
 
 # -- completeness -------------------------------------------------------------
+
 
 def _broken(kind: str, folder: Path) -> None:
     write_checkpoint(folder)
@@ -165,6 +167,7 @@ def test_diffusers_folder_completeness(tmp_path):
 
 
 # -- models and auto ----------------------------------------------------------
+
 
 def test_turbo_needs_its_flashvdm_vae(roots):
     write_checkpoint(roots["hy3dgen"] / REPO / "hunyuan3d-dit-v2-0-turbo")
@@ -251,6 +254,7 @@ def test_rembg_model_lookup(roots, tmp_path, monkeypatch):
 
 # -- downloading ------------------------------------------------------------
 
+
 def test_download_refuses_when_offline(roots, monkeypatch, no_network):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
@@ -311,18 +315,27 @@ def test_download_fetches_into_hy3dgen_layout(roots, monkeypatch):
     monkeypatch.setattr(weights, "require_network", lambda url, timeout: None)
     monkeypatch.setattr(weights, "_snapshot_download", fake)
     weights.download("hunyuan3d-2mini-turbo", log=lambda _: None)
-    assert calls == [("tencent/Hunyuan3D-2mini", ["hunyuan3d-dit-v2-mini-turbo", "hunyuan3d-vae-v2-mini-turbo"],
-                      roots["hy3dgen"])]
+    assert calls == [
+        ("tencent/Hunyuan3D-2mini", ["hunyuan3d-dit-v2-mini-turbo", "hunyuan3d-vae-v2-mini-turbo"], roots["hy3dgen"])
+    ]
     assert weights.resolve_auto_model() == "hunyuan3d-2mini-turbo"
 
 
 # -- CLI ----------------------------------------------------------------------
 
+
 def _cli(args: list[str], env_roots: dict[str, Path], **extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HY3DGEN_MODELS": str(env_roots["hy3dgen"]), "RUNPOD_HF_CACHE": str(env_roots["runpod"]),
-           "HF_HOME": str(env_roots["hf_home"]), "HF_HUB_OFFLINE": "1", **extra}
-    return subprocess.run([sys.executable, "-m", "pipeline.weights", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "HY3DGEN_MODELS": str(env_roots["hy3dgen"]),
+        "RUNPOD_HF_CACHE": str(env_roots["runpod"]),
+        "HF_HOME": str(env_roots["hf_home"]),
+        "HF_HUB_OFFLINE": "1",
+        **extra,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.weights", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_cli_check_lists_present_and_missing(roots):
@@ -390,7 +403,10 @@ def test_timeout_flag_wins_over_hub_variables_and_says_so(monkeypatch):
     said: list[str] = []
     assert weights.hub_timeouts(30.0, said.append) == 30.0
     assert os.environ["HF_HUB_ETAG_TIMEOUT"] == "30" and os.environ["HF_HUB_DOWNLOAD_TIMEOUT"] == "30"
-    assert said == ["--timeout 30 s overrides HF_HUB_ETAG_TIMEOUT=3.", "--timeout 30 s overrides HF_HUB_DOWNLOAD_TIMEOUT=40."]
+    assert said == [
+        "--timeout 30 s overrides HF_HUB_ETAG_TIMEOUT=3.",
+        "--timeout 30 s overrides HF_HUB_DOWNLOAD_TIMEOUT=40.",
+    ]
     # Without --timeout, values already set are kept; unset ones get the default.
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "4")
     monkeypatch.delenv("HF_HUB_DOWNLOAD_TIMEOUT")

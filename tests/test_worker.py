@@ -13,8 +13,20 @@ from pipeline.errors import OutOfMemoryError
 from tests.conftest import make_subject_png
 
 RESPONSE_KEYS = {
-    "model_base64", "output", "file_size", "format", "textured", "execution_time", "model", "seed", "profile",
-    "faces", "vertices", "timings", "warnings", "texture_rasterizer",
+    "model_base64",
+    "output",
+    "file_size",
+    "format",
+    "textured",
+    "execution_time",
+    "model",
+    "seed",
+    "profile",
+    "faces",
+    "vertices",
+    "timings",
+    "warnings",
+    "texture_rasterizer",
 }
 
 
@@ -161,8 +173,9 @@ def test_worker_keeps_serving_after_failures(subject_b64):
     pipe._backends["draft"] = _Exploding(ValueError("boom"))
     failed = run({"image": subject_b64, "model": "draft", "remove_background": False})
     # One sentence naming the stage; the traceback goes to the log, not the caller.
-    assert failed == {"error": "The shape stage failed with an internal error (ValueError: 'boom'); "
-                               "the server log has the details."}
+    assert failed == {
+        "error": "The shape stage failed with an internal error (ValueError: 'boom'); the server log has the details."
+    }
     assert "error" in run({"image": "%%%"})
     pipe._backends["draft"] = real
     ok = run({"image": subject_b64, "model": "draft", "remove_background": False})
@@ -201,8 +214,9 @@ def test_smooth_normals_by_default(subject_b64):
     assert _glb_attributes(plain) == {"POSITION", "TEXCOORD_0"}
     assert _glb_attributes(smooth) == {"POSITION", "NORMAL", "TEXCOORD_0"}
     assert smooth["file_size"] - plain["file_size"] >= 12 * plain["vertices"]
-    result = worker.get_pipeline().generate(subject_b64, worker.parse_options(
-        {**base, "smooth_normals": True}, ignore=("image",)))
+    result = worker.get_pipeline().generate(
+        subject_b64, worker.parse_options({**base, "smooth_normals": True}, ignore=("image",))
+    )
     smaller = worker.get_pipeline().reexport(result, 60, 256)
     assert len(smaller) < len(result.glb)
     assert _glb_attributes({"model_base64": base64.b64encode(smaller)}) == {"POSITION", "NORMAL", "TEXCOORD_0"}

@@ -34,9 +34,19 @@ def api_server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("worker") / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_host", "127.0.0.1",
-             "--rp_api_port", str(port)],
-            cwd=log_path.parent, env=worker_env(), stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                str(ROOT / "worker.py"),
+                "--rp_serve_api",
+                "--rp_api_host",
+                "127.0.0.1",
+                "--rp_api_port",
+                str(port),
+            ],
+            cwd=log_path.parent,
+            env=worker_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -104,7 +114,11 @@ def test_test_input_flag(subject_b64, tmp_path):
     job = {"input": {"image": subject_b64, "max_faces": 2000, "remove_background": False}}
     done = subprocess.run(
         [sys.executable, str(ROOT / "worker.py"), "--test_input", json.dumps(job)],
-        cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=180,
+        cwd=tmp_path,
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "completed successfully" in (done.stdout + done.stderr)
@@ -114,7 +128,11 @@ def test_test_input_json_file_and_failure_exit_code(subject_b64, tmp_path):
     (tmp_path / "test_input.json").write_text(json.dumps({"input": {"image": "%%%"}}))
     done = subprocess.run(
         [sys.executable, str(ROOT / "worker.py")],
-        cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=180,
+        cwd=tmp_path,
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 1
     assert "not valid base64" in done.stdout + done.stderr
@@ -124,7 +142,11 @@ def test_test_input_json_file_and_failure_exit_code(subject_b64, tmp_path):
     )
     done = subprocess.run(
         [sys.executable, str(ROOT / "worker.py")],
-        cwd=tmp_path, env=worker_env(), capture_output=True, text=True, timeout=180,
+        cwd=tmp_path,
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
@@ -134,7 +156,11 @@ def test_startup_without_weights_exits_with_one_clear_line(tmp_path):
     env.pop("HY3D_MODEL")
     done = subprocess.run(
         [sys.executable, str(ROOT / "worker.py"), "--rp_serve_api", "--rp_api_port", "9"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.startswith("worker start-up failed:")]

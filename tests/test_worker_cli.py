@@ -20,8 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_help_is_ours_and_immediate():
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "worker.py"), "--help"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "HY3D_MODEL": ""})
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", str(ROOT / "worker.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "HY3D_MODEL": ""},
+    )
     elapsed = time.perf_counter() - started
     assert done.returncode == 0, done.stderr
     for text in ("--rp_serve_api", "--test_input", "test_input.json", "HY3D_MODEL", "BUCKET_NAME", "README"):
@@ -33,8 +38,9 @@ def test_help_is_ours_and_immediate():
 
 
 def test_unknown_flag_is_an_error():
-    done = subprocess.run([sys.executable, str(ROOT / "worker.py"), "--rp_serve-api"], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "worker.py"), "--rp_serve-api"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "unrecognized arguments: --rp_serve-api" in done.stderr
 
@@ -44,8 +50,9 @@ def test_flags_match_runpods_own():
     import runpod.serverless as serverless
 
     theirs = {s for a in serverless.parser._actions for s in a.option_strings} - {"-h", "--help"}
-    help_text = subprocess.run([sys.executable, str(ROOT / "worker.py"), "--help"], capture_output=True,
-                               text=True, timeout=60).stdout
+    help_text = subprocess.run(
+        [sys.executable, str(ROOT / "worker.py"), "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
     assert theirs and all(flag in help_text for flag in theirs), theirs
     assert worker.parse_args(["--rp_serve_api", "--rp_api_port", "9000"]).rp_api_port == 9000
 
@@ -70,11 +77,30 @@ def test_auto_request_with_draft_default_does_not_advise_what_is_set(monkeypatch
 # weights download command's, and the build and test scripts'. Everything else
 # in that table must be in `worker.py --help`.
 NOT_THE_WORKERS = {
-    "HY3D_HOST", "HY3D_PORT", "GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "HY3D_WARM_UP", "HY3D_AUTH",
-    "HY3D_QUEUE_SIZE", "HY3D_REMOTE_ENDPOINT", "RUNPOD_API_KEY", "HY3D_REMOTE_BASE_URL", "HY3D_REMOTE_TIMEOUT_S",
-    "HY3D_REMOTE_POLL_S", "GRADIO_TEMP_DIR", "HY3D_RESULT_TTL_S", "HY3D_LOGIN_ATTEMPTS", "HY3D_LOGIN_WINDOW_S",
-    "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT",
-    "HY3D_TEST_IMAGE_TAG", "HY3D_IMAGE_TAG", "HY3D_DEBIAN_MIRROR",
+    "HY3D_HOST",
+    "HY3D_PORT",
+    "GRADIO_SERVER_NAME",
+    "GRADIO_SERVER_PORT",
+    "HY3D_WARM_UP",
+    "HY3D_AUTH",
+    "HY3D_QUEUE_SIZE",
+    "HY3D_REMOTE_ENDPOINT",
+    "RUNPOD_API_KEY",
+    "HY3D_REMOTE_BASE_URL",
+    "HY3D_REMOTE_TIMEOUT_S",
+    "HY3D_REMOTE_POLL_S",
+    "GRADIO_TEMP_DIR",
+    "HY3D_RESULT_TTL_S",
+    "HY3D_LOGIN_ATTEMPTS",
+    "HY3D_LOGIN_WINDOW_S",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_ENDPOINT",
+    "HF_HUB_ETAG_TIMEOUT",
+    "HF_HUB_DOWNLOAD_TIMEOUT",
+    "HY3D_TEST_IMAGE_TAG",
+    "HY3D_IMAGE_TAG",
+    "HY3D_DEBIAN_MIRROR",
 }
 
 

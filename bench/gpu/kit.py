@@ -32,8 +32,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -48,6 +49,7 @@ TEXTURE_STAGES = ("delight", "multiview", "uv", "bake", "inpaint", "render")  # 
 
 
 # -- environment ---------------------------------------------------------------------
+
 
 def _version(distribution: str) -> str:
     """The version of the distribution that imports first (a carried wheel shadows the machine's)."""
@@ -66,15 +68,24 @@ def environment(device: str) -> dict[str, Any]:
     from pipeline.mesh import surface_backend
 
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "python": platform.python_version(),
         "device": device,
         "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
         "surface_extractor": surface_backend(),
     }
-    for name in ("torch", "transformers", "tokenizers", "diffusers", "huggingface_hub", "mmgp", "hy3dgen", "numpy",
-                 "trimesh"):
+    for name in (
+        "torch",
+        "transformers",
+        "tokenizers",
+        "diffusers",
+        "huggingface_hub",
+        "mmgp",
+        "hy3dgen",
+        "numpy",
+        "trimesh",
+    ):
         info[name] = _version(name)
     try:
         import pymeshlab
@@ -89,14 +100,14 @@ def import_mmgp_first() -> str:
     """Import mmgp before any model loads. On CUDA the first shape row does this anyway
     (and mmgp patches safetensors process-wide), so every later load, the texture
     models' included, happens after the patch; the dry run must load in the same world."""
-    import safetensors
-
     import mmgp.offload  # noqa: F401
+    import safetensors
 
     return safetensors.safe_open.__module__
 
 
 # -- the kit ---------------------------------------------------------------------------
+
 
 class Kit:
     """State shared by the rows: device, sizes, the weights folder, loaded texture models, results."""
@@ -185,8 +196,9 @@ class Kit:
             return self._texture[1], self._texture[2]
         self.release_texture()
         production = Sampling()
-        backend = TextureBackend(None, row.paint_model, device=self.device,
-                                 sampling=Sampling(2, 2, 256) if self.dry_run else production)
+        backend = TextureBackend(
+            None, row.paint_model, device=self.device, sampling=Sampling(2, 2, 256) if self.dry_run else production
+        )
         gpu.empty_cache(self.device)
         start = time.perf_counter()
         backend.load()
@@ -233,11 +245,15 @@ class Kit:
 
             with tb._BACKENDS_LOCK:
                 tb._BACKENDS[(DEFAULT_PAINT_MODEL, None)] = tb.TextureBackend(
-                    settings, DEFAULT_PAINT_MODEL, sampling=Sampling(1, 1, 256), device=self.device)
+                    settings, DEFAULT_PAINT_MODEL, sampling=Sampling(1, 1, 256), device=self.device
+                )
         start = time.perf_counter()
         service.warm_up(profiles.MODEL)
-        print(f"service: {profiles.MODEL} + {DEFAULT_PAINT_MODEL} loaded on the host in "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"service: {profiles.MODEL} + {DEFAULT_PAINT_MODEL} loaded on the host in "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
         self._service = service
         return service
 
@@ -289,16 +305,16 @@ def _texture_image():
 
 # -- measuring one row -------------------------------------------------------------------
 
+
 def measure_shape(kit: Kit, row: ShapeRow) -> dict[str, Any]:
     from dataclasses import asdict
 
     from bench import gpu_shape
 
     kit.ensure_shape(row.model)
-    settings = argparse.Namespace(steps=2 if kit.dry_run else None, octree=64 if kit.dry_run else 256,
-                                  num_chunks=8000)
+    settings = argparse.Namespace(steps=2 if kit.dry_run else None, octree=64 if kit.dry_run else 256, num_chunks=8000)
     result = asdict(gpu_shape.measure(row.model, row.profile, settings, kit.device, views=row.views))
-    result["views"] = list(VIEW_KEYS[:row.views])
+    result["views"] = list(VIEW_KEYS[: row.views])
     result["steps"] = settings.steps or "model default"
     result["octree_resolution"] = settings.octree
     return result
@@ -312,9 +328,15 @@ def measure_texture(kit: Kit, row: TextureRow) -> dict[str, Any]:
     size = DRY_TEXTURE_SIZE if kit.dry_run else row.texture_size
     name, module = next(iter(gpu_texture.rasterizers().items()))  # compiled where it imports, else torch
     measured = gpu_texture.measure(backend, kit.mesh(), _texture_image(), size, name, module, kit.device)
-    return {"paint_model": row.paint_model, "texture_size": size,
-            "rasterizer": measured.rasterizer, "load_s": load_s, **measured.stages,
-            "total_s": measured.total_s, "peak_gib": measured.peak_gib}
+    return {
+        "paint_model": row.paint_model,
+        "texture_size": size,
+        "rasterizer": measured.rasterizer,
+        "load_s": load_s,
+        **measured.stages,
+        "total_s": measured.total_s,
+        "peak_gib": measured.peak_gib,
+    }
 
 
 def measure_profile(kit: Kit, row: ProfileRow) -> dict[str, Any]:
@@ -326,20 +348,30 @@ def measure_profile(kit: Kit, row: ProfileRow) -> dict[str, Any]:
 
     service = kit.service()
     size = DRY_TEXTURE_SIZE if kit.dry_run else row.texture_size
-    settings = argparse.Namespace(steps=2 if kit.dry_run else None, octree=64 if kit.dry_run else 256,
-                                  texture_size=size)
+    settings = argparse.Namespace(
+        steps=2 if kit.dry_run else None, octree=64 if kit.dry_run else 256, texture_size=size
+    )
     measured = profiles.measure(service, row.profile, settings, kit.device)
-    return {**asdict(measured), "texture_size": size, "promise_gib": profiles.PROMISE_GIB[row.profile],
-            # No CUDA peak on CPU: whether the promise holds is unknown there, not "yes".
-            "within_promise": measured.within_promise if kit.device.startswith("cuda") else None, "steps": settings.steps or "model default",
-            "octree_resolution": settings.octree}
+    return {
+        **asdict(measured),
+        "texture_size": size,
+        "promise_gib": profiles.PROMISE_GIB[row.profile],
+        # No CUDA peak on CPU: whether the promise holds is unknown there, not "yes".
+        "within_promise": measured.within_promise if kit.device.startswith("cuda") else None,
+        "steps": settings.steps or "model default",
+        "octree_resolution": settings.octree,
+    }
 
 
 MEASURES: dict[str, Callable[[Kit, Any], dict[str, Any]]] = {
-    "shape": measure_shape, "texture": measure_texture, "profile": measure_profile}
+    "shape": measure_shape,
+    "texture": measure_texture,
+    "profile": measure_profile,
+}
 
 
 # -- tables --------------------------------------------------------------------------------
+
 
 def _cell(value: Any, width: int, digits: int = 2) -> str:
     if isinstance(value, float):
@@ -348,15 +380,19 @@ def _cell(value: Any, width: int, digits: int = 2) -> str:
 
 
 def shape_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [f"{'variant':<22} {'profile':>7} {'load_s':>8} {'s/step':>8} {'decode_s':>9} {'total_s':>8} "
-             f"{'peak_GiB':>9} {'faces':>8}"]
+    lines = [
+        f"{'variant':<22} {'profile':>7} {'load_s':>8} {'s/step':>8} {'decode_s':>9} {'total_s':>8} "
+        f"{'peak_GiB':>9} {'faces':>8}"
+    ]
     for r in rows:
         if "error" in r or "skipped" in r:
             lines.append(f"{r['label']:<30} {r.get('error') or r.get('skipped')}")
             continue
         variant = r["variant"] + (f" +{len(r['views'])}v" if r.get("views") else "")
-        lines.append(f"{variant:<22} {r['profile']:>7} {_cell(r['load_s'], 8, 1)} {_cell(r['step_s'], 8, 3)} "
-                     f"{_cell(r['decode_s'], 9)} {_cell(r['total_s'], 8)} {_cell(r['peak_gib'], 9)} {r['faces']:>8}")
+        lines.append(
+            f"{variant:<22} {r['profile']:>7} {_cell(r['load_s'], 8, 1)} {_cell(r['step_s'], 8, 3)} "
+            f"{_cell(r['decode_s'], 9)} {_cell(r['total_s'], 8)} {_cell(r['peak_gib'], 9)} {r['faces']:>8}"
+        )
     return lines
 
 
@@ -369,8 +405,10 @@ def texture_table(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(f"{r['label']:<33} {r.get('error') or r.get('skipped')}")
             continue
         stages = " ".join(_cell(r[s], 9) for s in TEXTURE_STAGES)
-        lines.append(f"{r['paint_model']:<27} {r['texture_size']:>5} {r['rasterizer']:>8} {_cell(r['load_s'], 7, 1)} "
-                     f"{stages} {_cell(r['total_s'], 8)} {_cell(r['peak_gib'], 9)}")
+        lines.append(
+            f"{r['paint_model']:<27} {r['texture_size']:>5} {r['rasterizer']:>8} {_cell(r['load_s'], 7, 1)} "
+            f"{stages} {_cell(r['total_s'], 8)} {_cell(r['peak_gib'], 9)}"
+        )
     return lines
 
 
@@ -386,7 +424,7 @@ def profile_table(rows: list[dict[str, Any]]) -> list[str]:
         fields = {name: r[name] for name in profiles.Row.__dataclass_fields__}
         line = profiles.format_row(profiles.Row(**fields))
         if r.get("within_promise", True) is None:
-            line = line[:line.rstrip().rfind(" ")] + " n/a"
+            line = line[: line.rstrip().rfind(" ")] + " n/a"
         lines.append(line)
     return lines
 
@@ -395,6 +433,7 @@ TABLES = {"shape": shape_table, "texture": texture_table, "profile": profile_tab
 
 
 # -- the run ---------------------------------------------------------------------------------
+
 
 def load_plan(spec: str) -> list[Any]:
     """``module:NAME`` (default ``bench.gpu.plan:PLAN``) to a list of rows."""
@@ -419,8 +458,9 @@ def full_size_check() -> None:
     with torch.device("meta"):
         for turbo in (False, True):
             config = shape_config(MINI_DIMS, turbo=turbo)
-            counts = {part: gpu.param_count(instantiate_from_config(config[part]))
-                      for part in ("model", "vae", "conditioner")}
+            counts = {
+                part: gpu.param_count(instantiate_from_config(config[part])) for part in ("model", "vae", "conditioner")
+            }
             print(f"mini{'-turbo' if turbo else '':<5} " + ", ".join(f"{k} {n / 1e6:,.1f}M" for k, n in counts.items()))
     gpu_texture.dry_run()
 
@@ -457,8 +497,11 @@ def run(args: argparse.Namespace) -> int:
         kit.meta["safe_open"] = patched
         print("environment: " + ", ".join(f"{k} {v}" for k, v in kit.meta.items()), flush=True)
         if kit.meta["surface_extractor"] != "vtk":
-            print("surface extraction: VTK is absent, so scikit-image marching cubes is used "
-                  "(decode_s includes its slower extraction)", flush=True)
+            print(
+                "surface extraction: VTK is absent, so scikit-image marching cubes is used "
+                "(decode_s includes its slower extraction)",
+                flush=True,
+            )
         if args.dry_run:
             full_size_check()
         kit.write_json()
@@ -471,8 +514,11 @@ def run(args: argparse.Namespace) -> int:
         print()
         for kind in TABLES:
             print("\n".join(TABLES[kind](kit.results[kind])))
-        print(f"\nwrote {', '.join(f'{args.out}/{kind}.json' for kind in TABLES)}; "
-              f"{time.time() - args.started_at:.0f} s of the {args.budget_s:.0f} s budget used", flush=True)
+        print(
+            f"\nwrote {', '.join(f'{args.out}/{kind}.json' for kind in TABLES)}; "
+            f"{time.time() - args.started_at:.0f} s of the {args.budget_s:.0f} s budget used",
+            flush=True,
+        )
     return 1 if failed else 0
 
 
@@ -503,8 +549,9 @@ def _run_rows(kit: Kit, rows: list[Any]) -> int:
             kit.release_all()
             gpu.empty_cache(kit.device)
         kit.measured[row.kind] = time.perf_counter() - start
-        if row.kind == "texture" and not (isinstance(following, TextureRow)
-                                          and following.paint_model == row.paint_model):
+        if row.kind == "texture" and not (
+            isinstance(following, TextureRow) and following.paint_model == row.paint_model
+        ):
             kit.release_texture()  # its VRAM must not count in the next shape row's peak
         if row.kind == "profile" and not isinstance(following, ProfileRow):
             kit.release_service()
@@ -515,11 +562,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="CPU pass of every code path at tiny sizes")
     parser.add_argument("--budget-s", type=float, default=450.0, help="stop before this many seconds (default 450)")
-    parser.add_argument("--started-at", type=float, default=None,
-                        help="epoch seconds the budget counts from (run.sh passes its own start)")
+    parser.add_argument(
+        "--started-at",
+        type=float,
+        default=None,
+        help="epoch seconds the budget counts from (run.sh passes its own start)",
+    )
     parser.add_argument("--plan", default="bench.gpu.plan:PLAN", help="module:NAME of the row list")
-    parser.add_argument("--out", default=os.environ.get("OUT") or str(ROOT / "outputs" / "gpu-kit"),
-                        help="folder for shape.json, texture.json and profile.json (default $OUT)")
+    parser.add_argument(
+        "--out",
+        default=os.environ.get("OUT") or str(ROOT / "outputs" / "gpu-kit"),
+        help="folder for shape.json, texture.json and profile.json (default $OUT)",
+    )
     args = parser.parse_args(argv)
     if args.started_at is None:
         args.started_at = time.time()

@@ -27,12 +27,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench import gpu_common as gpu  # noqa: E402
+from bench import gpu_common as gpu
 
 PROMISE_GIB = {1: 24, 2: 16, 3: 12, 4: 8, 5: 6}  # the request contract's VRAM per profile
 MODEL = "hunyuan3d-2"
-ROWS_HEADER = (f"{'profile':>7} {'peak_GiB':>9} {'reserved':>9} {'promise':>8} {'total_s':>8} "
-               f"{'reload_s':>9} {'shape_s':>8} {'texture_s':>9}  ok")
+ROWS_HEADER = (
+    f"{'profile':>7} {'peak_GiB':>9} {'reserved':>9} {'promise':>8} {'total_s':>8} "
+    f"{'reload_s':>9} {'shape_s':>8} {'texture_s':>9}  ok"
+)
 
 
 @dataclass
@@ -51,12 +53,15 @@ class Row:
 
 
 def format_row(row: Row) -> str:
-    return (f"{row.profile:>7} {row.peak_gib:>9.2f} {row.reserved_gib:>9.2f} {PROMISE_GIB[row.profile]:>8} "
-            f"{row.total_s:>8.1f} {row.reload_s:>9.1f} {row.shape_s:>8.1f} {row.texture_s:>9.1f}  "
-            f"{'yes' if row.within_promise else 'NO'}")
+    return (
+        f"{row.profile:>7} {row.peak_gib:>9.2f} {row.reserved_gib:>9.2f} {PROMISE_GIB[row.profile]:>8} "
+        f"{row.total_s:>8.1f} {row.reload_s:>9.1f} {row.shape_s:>8.1f} {row.texture_s:>9.1f}  "
+        f"{'yes' if row.within_promise else 'NO'}"
+    )
 
 
 # -- dry run: sizes and mmgp's own plan ------------------------------------------------
+
 
 def full_size_models() -> dict:
     """Every model of both pipelines, full size, on the meta device, under its mmgp name."""
@@ -64,7 +69,8 @@ def full_size_models() -> dict:
     from hy3dgen.shapegen.pipelines import instantiate_from_config
 
     from pipeline.memory import TRANSFORMER
-    from tests.fixtures import tiny_hunyuan as th, tiny_paint as tp
+    from tests.fixtures import tiny_hunyuan as th
+    from tests.fixtures import tiny_paint as tp
 
     config = th.shape_config(th.FULL_DIMS)
     with torch.device("meta"):
@@ -99,8 +105,11 @@ def mmgp_plan(models: dict, profile: int) -> dict:
     real_all = offload.all
 
     def record(pipe, pinnedMemory=False, budgets=0, quantizeTransformer=True, extraModelsToQuantize=None, **_):
-        seen.update(pinned=pinnedMemory, budgets=budgets or {},
-                    quantized=set(extraModelsToQuantize or []) | ({"transformer"} if quantizeTransformer else set()))
+        seen.update(
+            pinned=pinnedMemory,
+            budgets=budgets or {},
+            quantized=set(extraModelsToQuantize or []) | ({"transformer"} if quantizeTransformer else set()),
+        )
 
     offload.all = record
     try:
@@ -131,12 +140,15 @@ def dry_run() -> dict:
         print(f"{name:<22} {count / 1e6:>9,.1f}M {fp16:>9.2f} {q8:>10.2f}")
     print("\nmmgp's plan (its real offload.profile rules). GPU share: a model's weights on the GPU while it runs,")
     print("min(size, budget); mmgp keeps one model at a time. Activations come on top.")
-    print(f"{'transformer':<12} {'profile':>7} {'pinned':>12} {'budgets MB':>28} {'largest share':>26} "
-          f"{'pinned GiB':>10}")
+    print(
+        f"{'transformer':<12} {'profile':>7} {'pinned':>12} {'budgets MB':>28} {'largest share':>26} {'pinned GiB':>10}"
+    )
     for candidate in ("transformer", "shape_dit"):
         mapping = _renamed(models, candidate)
-        sized = {name: table[candidate if name == "transformer" else "transformer" if name == "paint_unet" else name]
-                 for name in mapping}
+        sized = {
+            name: table[candidate if name == "transformer" else "transformer" if name == "paint_unet" else name]
+            for name in mapping
+        }
         for profile in range(1, 6):
             plan = mmgp_plan(mapping, profile)
             shares, pinned_gib = {}, 0.0
@@ -149,12 +161,15 @@ def dry_run() -> dict:
             pinned = plan["pinned"] if isinstance(plan["pinned"], (bool, str)) else ",".join(plan["pinned"])
             top = max(shares, key=shares.get)
             label = "paint UNet" if candidate == "transformer" else "shape DiT"
-            print(f"{label:<12} {profile:>7} {str(pinned):>12} {str(plan['budgets'] or None):>28} "
-                  f"{top + f' {shares[top] / 1024:.2f} GiB':>26} {pinned_gib:>10.2f}")
+            print(
+                f"{label:<12} {profile:>7} {str(pinned):>12} {str(plan['budgets'] or None):>28} "
+                f"{top + f' {shares[top] / 1024:.2f} GiB':>26} {pinned_gib:>10.2f}"
+            )
     return table
 
 
 # -- host reload (what a profile switch reads from disk) ------------------------------------
+
 
 def write_checkpoints(root: Path, dims_shape, dims_paint, device: str) -> None:
     import torch
@@ -205,7 +220,8 @@ def reload_seconds(repeats: int) -> dict[str, list[float]]:
 
 
 def reload(args: argparse.Namespace, dims=None) -> dict[str, list[float]]:
-    from tests.fixtures import tiny_hunyuan as th, tiny_paint as tp
+    from tests.fixtures import tiny_hunyuan as th
+    from tests.fixtures import tiny_paint as tp
 
     shape_dims, paint_dims = dims or (th.FULL_DIMS, tp.FULL_DIMS)
     with gpu.models_root("hy3d-bench-") as root:
@@ -218,12 +234,22 @@ def reload(args: argparse.Namespace, dims=None) -> dict[str, list[float]]:
 
 # -- the measured run -------------------------------------------------------------------
 
-def measure(service, profile: int, args: argparse.Namespace, device: str) -> Row:
-    from pipeline.options import parse_options
-    from bench.gpu_texture import subject_image
 
-    options = parse_options({"model": MODEL, "profile": profile, "generate_texture": True, "remove_background": False,
-                             "steps": args.steps, "octree_resolution": args.octree, "texture_size": args.texture_size})
+def measure(service, profile: int, args: argparse.Namespace, device: str) -> Row:
+    from bench.gpu_texture import subject_image
+    from pipeline.options import parse_options
+
+    options = parse_options(
+        {
+            "model": MODEL,
+            "profile": profile,
+            "generate_texture": True,
+            "remove_background": False,
+            "steps": args.steps,
+            "octree_resolution": args.octree,
+            "texture_size": args.texture_size,
+        }
+    )
     gpu.empty_cache(device)
     gpu.reset_peak(device)
     result = service.generate(subject_image(), options)
@@ -236,9 +262,15 @@ def measure(service, profile: int, args: argparse.Namespace, device: str) -> Row
         import torch
 
         reserved = torch.cuda.max_memory_reserved() / 2**30
-    return Row(profile, gpu.peak_gib(device), reserved, result.execution_time,
-               timings.get(f"{MODEL}.shape_load", 0.0) + timings.get("texture.load", 0.0),
-               timings["shape"], timings["texture"])
+    return Row(
+        profile,
+        gpu.peak_gib(device),
+        reserved,
+        result.execution_time,
+        timings.get(f"{MODEL}.shape_load", 0.0) + timings.get("texture.load", 0.0),
+        timings["shape"],
+        timings["texture"],
+    )
 
 
 def run(args: argparse.Namespace, dims=None, device: str = "cuda", sampling=None) -> list[Row]:
@@ -251,7 +283,8 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda", sampling=None
     from pipeline.service import ImageTo3D
     from pipeline.settings import load_settings
     from pipeline.texture import backend as tb
-    from tests.fixtures import tiny_hunyuan as th, tiny_paint as tp
+    from tests.fixtures import tiny_hunyuan as th
+    from tests.fixtures import tiny_paint as tp
 
     shape_dims, paint_dims = dims or (th.FULL_DIMS, tp.FULL_DIMS)
     started, rows = time.perf_counter(), []

@@ -293,9 +293,7 @@ def texture_image(rgb: np.ndarray, mask: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(rgb), "RGB")
 
 
-def to_model_space(
-    verts: np.ndarray, shape: tuple[int, int], half: int, box: Box
-) -> tuple[np.ndarray, np.ndarray]:
+def to_model_space(verts: np.ndarray, shape: tuple[int, int], half: int, box: Box) -> tuple[np.ndarray, np.ndarray]:
     """Grid indices to centred, Y-up, +Z-facing coordinates, and planar UVs.
 
     UVs map x, y onto the crop (u right, v up), so the front shows the image
@@ -368,9 +366,7 @@ def closed_surface(
     raise RuntimeError(f"Could not build a closed draft mesh within {max_faces} faces.")
 
 
-def _surface_on_grid(
-    mask_crop: np.ndarray, shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, int] | None:
+def _surface_on_grid(mask_crop: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Marching cubes of the inflated mask on one grid; None if nothing is inside it."""
     field, half = body_field(signed_distance(mask_crop, shape))
     if field.max() <= 0:
@@ -384,9 +380,7 @@ class DraftBackend:
 
     name = "draft"
 
-    def generate(
-        self, image: Image.Image, options: GenerationOptions, progress: ProgressCallback
-    ) -> ShapeOutput:
+    def generate(self, image: Image.Image, options: GenerationOptions, progress: ProgressCallback) -> ShapeOutput:
         start = time.perf_counter()
         progress("shape", 0.0, "Inflating the silhouette")
         rgba = np.asarray(image.convert("RGBA"))

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
 from ..errors import ImageError, OutOfMemoryError, PipelineError, WeightsDamagedError
@@ -55,7 +56,7 @@ class ShapeParams:
     seed: int
 
     @classmethod
-    def from_options(cls, spec: ShapeModelSpec, options: "GenerationOptions") -> "ShapeParams":
+    def from_options(cls, spec: ShapeModelSpec, options: GenerationOptions) -> ShapeParams:
         return cls(
             steps=options.steps or spec.steps,
             guidance_scale=spec.guidance_scale if options.guidance_scale is None else options.guidance_scale,
@@ -66,6 +67,7 @@ class ShapeParams:
 
 
 # -- loading ------------------------------------------------------------------
+
 
 def _check_no_download(config_path: str) -> None:
     """hy3dgen downloads the DINO encoder when the config has no inline
@@ -148,16 +150,25 @@ def load_pipeline(weights: ResolvedModel, dtype: Any, check_device: str = "cpu")
     _check_no_download(str(dit.config))
     with _skip_random_init():
         pipe = Hunyuan3DDiTFlowMatchingPipeline.from_single_file(
-            str(dit.weights), str(dit.config), device="cpu", dtype=dtype, use_safetensors=dit.use_safetensors,
+            str(dit.weights),
+            str(dit.config),
+            device="cpu",
+            dtype=dtype,
+            use_safetensors=dit.use_safetensors,
             from_pretrained_kwargs=dict(
-                model_path=spec.repo_id, subfolder=spec.subfolder, use_safetensors=dit.use_safetensors,
-                variant="fp16", dtype=dtype, device="cpu",
+                model_path=spec.repo_id,
+                subfolder=spec.subfolder,
+                use_safetensors=dit.use_safetensors,
+                variant="fp16",
+                dtype=dtype,
+                device="cpu",
             ),
         )
     _check_views_support(spec, pipe, str(dit.config))
     # Garbage bytes of the right size load fine and fail every job as "no surface": name the file now.
-    check_weights_finite({"model": pipe.model, "vae": pipe.vae, "conditioner": pipe.conditioner},
-                         dit.weights, spec.name, check_device)
+    check_weights_finite(
+        {"model": pipe.model, "vae": pipe.vae, "conditioner": pipe.conditioner}, dit.weights, spec.name, check_device
+    )
     if weights.vae is not None:
         read_config(str(weights.vae.config))  # garbage here is named too, before hy3dgen parses it
         pipe.vae = _load_turbo_vae(weights.vae, dtype)
@@ -180,7 +191,8 @@ def _check_views_support(spec: ShapeModelSpec, pipe: Any, config_path: str) -> N
 
 # -- decoding and meshing -------------------------------------------------------
 
-def _to_trimesh(output: Any) -> "trimesh.Trimesh":
+
+def _to_trimesh(output: Any) -> trimesh.Trimesh:
     """An extractor's (vertices, faces) to an outward-facing trimesh.
 
     hy3dgen's frame is already glTF's (Y up, subject facing +Z: texgen renders
@@ -197,7 +209,7 @@ def _to_trimesh(output: Any) -> "trimesh.Trimesh":
     return mesh
 
 
-def postprocess(mesh: "trimesh.Trimesh", max_faces: int) -> tuple["trimesh.Trimesh", dict[str, float]]:
+def postprocess(mesh: trimesh.Trimesh, max_faces: int) -> tuple[trimesh.Trimesh, dict[str, float]]:
     """The project's mesh clean-up, with its timings prefixed ``postprocess_``."""
     from ..mesh import postprocess as clean_up
 
@@ -205,7 +217,7 @@ def postprocess(mesh: "trimesh.Trimesh", max_faces: int) -> tuple["trimesh.Trime
     return mesh, {(k if k.startswith("postprocess_") else f"postprocess_{k}"): v for k, v in timings.items()}
 
 
-def _check_image(image: "Image.Image", view: str | None = None) -> "Image.Image":
+def _check_image(image: Image.Image, view: str | None = None) -> Image.Image:
     image = image.convert("RGBA")
     if image.getchannel("A").getextrema()[1] == 0:
         what = "The image" if view is None else f"Field 'views.{view}'"
@@ -214,8 +226,8 @@ def _check_image(image: "Image.Image", view: str | None = None) -> "Image.Image"
 
 
 def condition_images(
-    spec: ShapeModelSpec, image: "Image.Image", views: "Mapping[str, Image.Image] | None"
-) -> "Image.Image | dict[str, Image.Image]":
+    spec: ShapeModelSpec, image: Image.Image, views: Mapping[str, Image.Image] | None
+) -> Image.Image | dict[str, Image.Image]:
     """What hy3dgen's pipeline takes as ``image``: the picture itself for a
     single-view model; for a multi-view one a dict keyed by MVImageProcessorV2's
     view names, the front always present (its processor iterates a dict, so a
@@ -229,6 +241,7 @@ def condition_images(
 
 
 # -- the backend ----------------------------------------------------------------
+
 
 class HunyuanShapeBackend:
     """One Hunyuan3D-2 variant, loaded once and reused by every request.
@@ -319,8 +332,11 @@ class HunyuanShapeBackend:
 
     # -- the request path --
     def generate(
-        self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback",
-        views: "Mapping[str, Image.Image] | None" = None,
+        self,
+        image: Image.Image,
+        options: GenerationOptions,
+        progress: ProgressCallback,
+        views: Mapping[str, Image.Image] | None = None,
     ) -> ShapeOutput:
         """``views``: left/back/right pictures for a multi-view model (``image`` is the front)."""
         with self._lock:
@@ -341,13 +357,16 @@ class HunyuanShapeBackend:
         if PROFILES.offload is not None:
             try:
                 PROFILES.unload_all()
-            except Exception:  # noqa: BLE001 - best effort after an OOM; memory is freed below
+            except Exception:
                 log.exception("mmgp unload after OOM failed")
         free_cuda_memory()
 
     def _generate(
-        self, image: "Image.Image", options: "GenerationOptions", progress: "ProgressCallback",
-        views: "Mapping[str, Image.Image] | None" = None,
+        self,
+        image: Image.Image,
+        options: GenerationOptions,
+        progress: ProgressCallback,
+        views: Mapping[str, Image.Image] | None = None,
     ) -> ShapeOutput:
         run = _Run()
         image = condition_images(self.spec, image, views)
@@ -359,8 +378,9 @@ class HunyuanShapeBackend:
         progress("shape", _SURFACE_END, "Cleaning the mesh")
         mesh, post_timings = postprocess(mesh, options.max_faces)
         run.timings.update(post_timings)
-        return ShapeOutput(mesh, model=self.name, textured=False, profile=profile,
-                           warnings=run.warnings, timings=run.timings)
+        return ShapeOutput(
+            mesh, model=self.name, textured=False, profile=profile, warnings=run.warnings, timings=run.timings
+        )
 
     def _prepare(self, profile: int, run: _Run) -> int | None:
         """Load (and on CUDA profile) the pipeline; returns the profile that runs."""
@@ -375,7 +395,9 @@ class HunyuanShapeBackend:
         run.warnings.append(f"profile {profile} ignored on CPU; running float32")
         return None
 
-    def _diffuse(self, image: "Image.Image | dict[str, Image.Image]", params: ShapeParams, progress: "ProgressCallback", run: _Run) -> Any:
+    def _diffuse(
+        self, image: Image.Image | dict[str, Image.Image], params: ShapeParams, progress: ProgressCallback, run: _Run
+    ) -> Any:
         import torch
 
         def on_step(step: int, _timestep: Any, _outputs: Any) -> None:
@@ -385,13 +407,21 @@ class HunyuanShapeBackend:
         generator = torch.Generator(device="cpu").manual_seed(params.seed)
         with run.timed("diffusion"):
             return self.pipeline(
-                image=image, num_inference_steps=params.steps, guidance_scale=params.guidance_scale,
-                generator=generator, box_v=BOX, mc_level=MC_LEVEL, octree_resolution=params.octree_resolution,
-                num_chunks=params.num_chunks, output_type="latent", enable_pbar=False,
-                callback=on_step, callback_steps=1,
+                image=image,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance_scale,
+                generator=generator,
+                box_v=BOX,
+                mc_level=MC_LEVEL,
+                octree_resolution=params.octree_resolution,
+                num_chunks=params.num_chunks,
+                output_type="latent",
+                enable_pbar=False,
+                callback=on_step,
+                callback_steps=1,
             )
 
-    def _decode(self, latents: Any, params: ShapeParams, progress: "ProgressCallback", run: _Run) -> Any:
+    def _decode(self, latents: Any, params: ShapeParams, progress: ProgressCallback, run: _Run) -> Any:
         """Latents to the occupancy grid; the first half of hy3dgen's
         ``vae.latents2mesh``, split out to time and report it separately."""
         import torch
@@ -401,18 +431,28 @@ class HunyuanShapeBackend:
         with run.timed("decode"), torch.inference_mode():
             features = vae(latents / vae.scale_factor)
             grid = vae.volume_decoder(
-                features, vae.geo_decoder, bounds=BOX, num_chunks=params.num_chunks, mc_level=MC_LEVEL,
-                octree_resolution=params.octree_resolution, enable_pbar=False,
+                features,
+                vae.geo_decoder,
+                bounds=BOX,
+                num_chunks=params.num_chunks,
+                mc_level=MC_LEVEL,
+                octree_resolution=params.octree_resolution,
+                enable_pbar=False,
             )
         progress("shape", _DECODE_END, "Extracting the surface")
         return grid
 
-    def _extract(self, grid: Any, params: ShapeParams, progress: "ProgressCallback", run: _Run) -> "trimesh.Trimesh":
+    def _extract(self, grid: Any, params: ShapeParams, progress: ProgressCallback, run: _Run) -> trimesh.Trimesh:
         extractor = self.pipeline.vae.surface_extractor
         with run.timed("surface"):
             outputs = extractor(  # the keywords hy3dgen's latents2mesh passes
-                grid, bounds=BOX, mc_level=MC_LEVEL, num_chunks=params.num_chunks,
-                octree_resolution=params.octree_resolution, mc_algo=None, enable_pbar=False,
+                grid,
+                bounds=BOX,
+                mc_level=MC_LEVEL,
+                num_chunks=params.num_chunks,
+                octree_resolution=params.octree_resolution,
+                mc_algo=None,
+                enable_pbar=False,
             )
             if not outputs or outputs[0] is None or len(outputs[0].mesh_f) == 0:
                 raise PipelineError(

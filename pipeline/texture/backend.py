@@ -60,10 +60,11 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
 from ..errors import (
@@ -77,7 +78,8 @@ from ..errors import (
 )
 from ..memory import PROFILES, texture_models, unpatched_safetensors
 from ..models import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
-from ..progress import ProgressCallback, RunLog as _Run, null_progress
+from ..progress import ProgressCallback, null_progress
+from ..progress import RunLog as _Run
 from ..settings import Settings, load_settings
 from ..weights import (
     TEXTURE_REPO,
@@ -104,11 +106,18 @@ DELIGHT_CFG_IMAGE, DELIGHT_CFG_TEXT = 1.5, 1.0
 _ELEV_DIVISOR = {-20: 1, 0: 1, 20: 1, -90: 3, 90: 3}
 _ELEV_OFFSET = {-20: 0, 0: 12, 20: 24, -90: 36, 90: 40}
 # End of each sub-stage as a fraction of the texture stage (diffusion dominates on every device).
-_SPANS = {"delight": (0.0, 0.15), "uv": (0.15, 0.2), "render": (0.2, 0.25), "multiview": (0.25, 0.85),
-          "bake": (0.85, 0.95), "inpaint": (0.95, 1.0)}
+_SPANS = {
+    "delight": (0.0, 0.15),
+    "uv": (0.15, 0.2),
+    "render": (0.2, 0.25),
+    "multiview": (0.25, 0.85),
+    "bake": (0.85, 0.95),
+    "inpaint": (0.95, 1.0),
+}
 
 
 # -- weights ------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TextureWeights:
@@ -157,6 +166,7 @@ def resolve_texture_weights(paint_model: str = DEFAULT_PAINT_MODEL) -> TextureWe
 
 # -- request-level settings -------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RenderConfig:
     """Sizes of one request: texgen renders and bakes at ``render_size`` into a ``texture_size`` atlas."""
@@ -194,7 +204,7 @@ class Sampling:
 class TextureResult:
     """A painted mesh: UVs in [0, 1] and a PBR material whose ``baseColorTexture`` is the atlas."""
 
-    mesh: "trimesh.Trimesh"
+    mesh: trimesh.Trimesh
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     rasterizer: str = ""
@@ -214,6 +224,7 @@ class _Span:
 
 # -- loading ----------------------------------------------------------------------------
 
+
 def _private_modules_cache() -> None:
     """diffusers copies custom pipeline code into ``HF_MODULES_CACHE`` (default:
     the user's HF home) and reads the variable when it is imported. Our loader
@@ -228,7 +239,11 @@ def load_delight(folder: Path, device: str, dtype: Any) -> Any:
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
 
     pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
-        str(folder), torch_dtype=dtype, safety_checker=None, requires_safety_checker=False, local_files_only=True,
+        str(folder),
+        torch_dtype=dtype,
+        safety_checker=None,
+        requires_safety_checker=False,
+        local_files_only=True,
     )
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
@@ -318,7 +333,7 @@ def load_paint(folder: Path, device: str, dtype: Any) -> Any:
     return pipe if device == "cpu" else pipe.to(device)  # already on the host (fp16 there: under mmgp)
 
 
-def views_to_tensor(views: list[list["Image.Image"]], device: Any, dtype: Any) -> Any:
+def views_to_tensor(views: list[list[Image.Image]], device: Any, dtype: Any) -> Any:
     """[B][N] PIL views -> [B, N, 3, H, W] in [0, 1], alpha composited on white,
     as texgen's converter does, but on the pipeline's own device and dtype."""
     import numpy as np
@@ -363,7 +378,9 @@ class _DeviceAwareCall:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         for key in ("normal_imgs", "position_imgs"):
-            if isinstance(kwargs.get(key), list):  # where the models run (CUDA under mmgp, whose models idle on the host)
+            if isinstance(
+                kwargs.get(key), list
+            ):  # where the models run (CUDA under mmgp, whose models idle on the host)
                 kwargs[key] = views_to_tensor(kwargs[key], self.pipeline._execution_device, self.pipeline.dtype)
         if self._steps is not None:
             kwargs["num_inference_steps"] = self._steps
@@ -430,8 +447,9 @@ def _check_finite(pipe: Any, folder: Path, device: str) -> None:
     check_weights_finite(modules, folder, None, device, command=TEXTURE_DOWNLOAD_COMMAND)
 
 
-def build_texgen(weights: TextureWeights, device: str, dtype: Any, size: RenderConfig,
-                 model_device: str | None = None) -> Texgen:
+def build_texgen(
+    weights: TextureWeights, device: str, dtype: Any, size: RenderConfig, model_device: str | None = None
+) -> Texgen:
     """Load both models (onto ``model_device``, default ``device``; the host
     when mmgp will move them) and wire texgen's objects for ``device``."""
     from hy3dgen.texgen.differentiable_renderer.mesh_render import MeshRender
@@ -446,12 +464,18 @@ def build_texgen(weights: TextureWeights, device: str, dtype: Any, size: RenderC
     multiview = _DeviceAwareCall(load_paint(weights.paint, model_device or device, dtype))
     _check_finite(multiview.pipeline, weights.paint, device)
     models = {
-        "delight_model": _bare(Light_Shadow_Remover, device=device, cfg_image=DELIGHT_CFG_IMAGE,
-                               cfg_text=DELIGHT_CFG_TEXT, pipeline=delight),
+        "delight_model": _bare(
+            Light_Shadow_Remover,
+            device=device,
+            cfg_image=DELIGHT_CFG_IMAGE,
+            cfg_text=DELIGHT_CFG_TEXT,
+            pipeline=delight,
+        ),
         "multiview_model": _bare(Multiview_Diffusion_Net, device=device, view_size=512, pipeline=multiview),
     }
-    render = MeshRender(default_resolution=size.render_size, texture_size=size.texture_size,
-                        device=device)  # hard-code 2 of 3: MeshRender(device='cuda')
+    render = MeshRender(
+        default_resolution=size.render_size, texture_size=size.texture_size, device=device
+    )  # hard-code 2 of 3: MeshRender(device='cuda')
     pipeline = _bare(Hunyuan3DPaintPipeline, config=config, models=models, render=render)
     apply_render_config(pipeline, size)
     return Texgen(pipeline, delight, multiview)
@@ -469,19 +493,23 @@ def apply_render_config(pipeline: Any, size: RenderConfig) -> None:
 
 # -- stages -----------------------------------------------------------------------------
 
+
 def camera_indices(elevs: list[int], azims: list[int]) -> list[int]:
     """The camera-embedding row of each view, as texgen's ``__call__`` computes it."""
-    return [((azim // 30 + 9) % 12) // _ELEV_DIVISOR[elev] + _ELEV_OFFSET[elev] for elev, azim in zip(elevs, azims)]
+    return [
+        ((azim // 30 + 9) % 12) // _ELEV_DIVISOR[elev] + _ELEV_OFFSET[elev]
+        for elev, azim in zip(elevs, azims, strict=False)
+    ]
 
 
-def _check_image(image: "Image.Image") -> "Image.Image":
+def _check_image(image: Image.Image) -> Image.Image:
     image = image.convert("RGBA")
     if image.getchannel("A").getextrema()[1] == 0:
         raise ImageError("The image is fully transparent: nothing to paint the texture from.")
     return image
 
 
-def textured_mesh(mesh: "trimesh.Trimesh", texture: "Image.Image") -> "trimesh.Trimesh":
+def textured_mesh(mesh: trimesh.Trimesh, texture: Image.Image) -> trimesh.Trimesh:
     """The unwrapped mesh with a PBR material carrying ``texture`` as base colour."""
     import numpy as np
     import trimesh
@@ -489,8 +517,7 @@ def textured_mesh(mesh: "trimesh.Trimesh", texture: "Image.Image") -> "trimesh.T
 
     material = PBRMaterial(baseColorTexture=texture, metallicFactor=0.0, roughnessFactor=ROUGHNESS)
     visual = trimesh.visual.TextureVisuals(uv=np.asarray(mesh.visual.uv), material=material)
-    return trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_normals=mesh.vertex_normals, visual=visual,
-                           process=False)
+    return trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_normals=mesh.vertex_normals, visual=visual, process=False)
 
 
 class TextureBackend:
@@ -537,14 +564,24 @@ class TextureBackend:
             install_uv_unwrap()
             host = "cpu" if self.on_cuda else None  # under mmgp, which moves each model when called
             with unpatched_safetensors():  # a reload may come after mmgp's import
-                self.texgen = build_texgen(self.weights, self.device, self.dtype, render_config(TEXTURE_SIZES[-1]),
-                                           model_device=host)
+                self.texgen = build_texgen(
+                    self.weights, self.device, self.dtype, render_config(TEXTURE_SIZES[-1]), model_device=host
+                )
             self._load_s += time.perf_counter() - start
-            log.info("texture models (%s + %s) loaded on %s (%s) in %.2f s; rasterizer: %s", DELIGHT_SUBFOLDER,
-                     self.paint_model, self.device, self.dtype, time.perf_counter() - start, self.rasterizer)
+            log.info(
+                "texture models (%s + %s) loaded on %s (%s) in %.2f s; rasterizer: %s",
+                DELIGHT_SUBFOLDER,
+                self.paint_model,
+                self.device,
+                self.dtype,
+                time.perf_counter() - start,
+                self.rasterizer,
+            )
             if self.paint_model.endswith("-turbo"):
-                log.warning("%s is sampled with hy3dgen 2.0.2's standard paint pipeline (it has no turbo sampler)",
-                            self.paint_model)
+                log.warning(
+                    "%s is sampled with hy3dgen 2.0.2's standard paint pipeline (it has no turbo sampler)",
+                    self.paint_model,
+                )
 
     @property
     def on_cuda(self) -> bool:
@@ -575,8 +612,8 @@ class TextureBackend:
     # -- the request path --
     def paint(
         self,
-        mesh: "trimesh.Trimesh",
-        image: "Image.Image",
+        mesh: trimesh.Trimesh,
+        image: Image.Image,
         texture_size: int = 2048,
         progress: ProgressCallback = null_progress,
         profile: int | None = None,
@@ -602,8 +639,14 @@ class TextureBackend:
             tag_stage(error, stage or STAGE)
             raise error
 
-    def _paint(self, mesh: "trimesh.Trimesh", image: "Image.Image", size: RenderConfig,
-               progress: ProgressCallback, profile: int | None = None) -> TextureResult:
+    def _paint(
+        self,
+        mesh: trimesh.Trimesh,
+        image: Image.Image,
+        size: RenderConfig,
+        progress: ProgressCallback,
+        profile: int | None = None,
+    ) -> TextureResult:
         from ..mesh import unwrap_uv
 
         run = _Run()
@@ -643,17 +686,17 @@ class TextureBackend:
             raise
         return TextureResult(painted, run.timings, run.warnings, self.rasterizer or "")
 
-    def _delight(self, texgen: Texgen, image: "Image.Image", report: _Span) -> "Image.Image":
+    def _delight(self, texgen: Texgen, image: Image.Image, report: _Span) -> Image.Image:
         """texgen's recentring and delighting (its wrapper's ``__call__``)."""
         steps = self.sampling.delight_steps
         prompt = texgen.pipeline.recenter_image(image)
         with texgen.delight.configured(steps, lambda i, n: report(i, n, f"Delighting step {i}/{n}")):
             return texgen.pipeline.models["delight_model"](prompt)
 
-    def _render_controls(self, texgen: Texgen, report: _Span) -> list["Image.Image"]:
+    def _render_controls(self, texgen: Texgen, report: _Span) -> list[Image.Image]:
         """Normal then position maps of every view, as the paint model takes them."""
         config, render = texgen.config, texgen.render
-        cameras = list(zip(config.candidate_camera_elevs, config.candidate_camera_azims))
+        cameras = list(zip(config.candidate_camera_elevs, config.candidate_camera_azims, strict=False))
         normals, positions = [], []
         for index, (elev, azim) in enumerate(cameras):
             normals.append(render.render_normal(elev, azim, use_abs_coor=True, return_type="pl"))
@@ -661,7 +704,7 @@ class TextureBackend:
             report(index + 1, len(cameras), f"Rendered view {index + 1}/{len(cameras)}")
         return normals + positions
 
-    def _multiview(self, texgen: Texgen, prompt: "Image.Image", controls: list, report: _Span) -> list:
+    def _multiview(self, texgen: Texgen, prompt: Image.Image, controls: list, report: _Span) -> list:
         """texgen's multiview diffusion (its wrapper's ``__call__``): one image per view."""
         config, wrapper = texgen.config, texgen.pipeline.models["multiview_model"]
         wrapper.view_size = self.sampling.view_size or 512
@@ -673,17 +716,24 @@ class TextureBackend:
     def _bake(self, texgen: Texgen, views: list, size: RenderConfig, report: _Span) -> tuple[Any, Any]:
         """Back-project each view into UV space and merge them (texgen's 'fast' bake)."""
         config, render = texgen.config, texgen.render
-        cameras = list(zip(views, config.candidate_camera_elevs, config.candidate_camera_azims,
-                           config.candidate_view_weights))
+        cameras = list(
+            zip(
+                views,
+                config.candidate_camera_elevs,
+                config.candidate_camera_azims,
+                config.candidate_view_weights,
+                strict=False,
+            )
+        )
         textures, cos_maps = [], []
         for index, (view, elev, azim, weight) in enumerate(cameras):
             texture, cos_map, _ = render.back_project(view.resize((size.render_size, size.render_size)), elev, azim)
             textures.append(texture)
-            cos_maps.append(weight * (cos_map ** config.bake_exp))
+            cos_maps.append(weight * (cos_map**config.bake_exp))
             report(index + 1, len(cameras), f"Baked view {index + 1}/{len(cameras)}")
         return render.fast_bake_texture(textures, cos_maps)
 
-    def _inpaint(self, texgen: Texgen, texture: Any, mask: Any) -> "Image.Image":
+    def _inpaint(self, texgen: Texgen, texture: Any, mask: Any) -> Image.Image:
         """Colour unbaked vertices from their neighbours, then fill the remaining
         holes inside the UV charts (texgen fills the whole frame)."""
         import numpy as np
@@ -707,8 +757,9 @@ _BACKENDS: dict[tuple[str, str | None], TextureBackend] = {}
 _BACKENDS_LOCK = threading.Lock()
 
 
-def get_texture_backend(paint_model: str = DEFAULT_PAINT_MODEL, settings: Settings | None = None,
-                        *, device: str | None = None) -> TextureBackend:
+def get_texture_backend(
+    paint_model: str = DEFAULT_PAINT_MODEL, settings: Settings | None = None, *, device: str | None = None
+) -> TextureBackend:
     """The process-wide backend for ``paint_model``, created on first use (its
     models load on its first ``paint`` or ``load``).
 

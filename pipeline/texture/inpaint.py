@@ -77,8 +77,21 @@ def _texel(u, v, one, scale_w, scale_h, height: int, width: int) -> int:
 
 
 @_compiled
-def _vertex_colours_kernel(texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx, uv_one, scale_w, scale_h, pos_one,
-                           min_distance, near_weight, colour_dtype):
+def _vertex_colours_kernel(
+    texture,
+    mask,
+    vtx_pos,
+    vtx_uv,
+    pos_idx,
+    uv_idx,
+    uv_one,
+    scale_w,
+    scale_h,
+    pos_one,
+    min_distance,
+    near_weight,
+    colour_dtype,
+):
     """The original's two first loops, statement for statement, on flat arrays.
 
     ``G`` becomes CSR filled in face order, so each vertex's neighbours (and
@@ -213,9 +226,19 @@ def vertex_colours(texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx) -> _VertexCo
     # and so its averages, are float64, hence the colour type.
     colour_dtype = np.result_type(texture.dtype, np.float32, vtx_pos.dtype)
     result = _vertex_colours_kernel(
-        texture, plane, vtx_pos, vtx_uv, pos_idx, uv_idx,
-        uv_type(1.0), uv_type(width - 1), uv_type(height - 1),
-        pos_type(1.0), pos_type(_MIN_DISTANCE), pos_type((1.0 / _MIN_DISTANCE) ** 2), colour_dtype,
+        texture,
+        plane,
+        vtx_pos,
+        vtx_uv,
+        pos_idx,
+        uv_idx,
+        uv_type(1.0),
+        uv_type(width - 1),
+        uv_type(height - 1),
+        pos_type(1.0),
+        pos_type(_MIN_DISTANCE),
+        pos_type((1.0 / _MIN_DISTANCE) ** 2),
+        colour_dtype,
     )
     return _VertexColours(*result, pos_idx.reshape(-1))
 
@@ -253,8 +276,15 @@ def mesh_vertex_inpaint(
         np.copyto(new_mask, mask)
         solved = solving.result()
         copying.result()
-    _paint(new_texture, _mask_plane(new_mask, texture.shape[:2]), solved.texel, solved.corner_vertex,
-           solved.coloured, solved.colour, new_mask.dtype.type(255))
+    _paint(
+        new_texture,
+        _mask_plane(new_mask, texture.shape[:2]),
+        solved.texel,
+        solved.corner_vertex,
+        solved.coloured,
+        solved.colour,
+        new_mask.dtype.type(255),
+    )
     return new_texture, new_mask
 
 

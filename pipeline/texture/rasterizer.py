@@ -45,6 +45,7 @@ barycentrics of each pixel's winning face, as the kernel does.
 from __future__ import annotations
 
 import importlib.machinery
+import itertools
 import logging
 import sys
 import types
@@ -122,7 +123,7 @@ def _chunks(counts: Tensor, budget: int) -> list[tuple[int, int]]:
     starts = np.cumsum(counts_np) - counts_np
     run = starts // max(budget, 1)
     edges = [0, *(np.flatnonzero(np.diff(run)) + 1).tolist(), len(counts_np)]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if counts_np[a:b].any()]
+    return [(a, b) for a, b in itertools.pairwise(edges) if counts_np[a:b].any()]
 
 
 def _candidate_pixels(boxes: Tensor, first: int, last: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -146,9 +147,7 @@ def _depth_threshold(clamp_depth: Tensor | None, pixel: Tensor) -> Tensor | floa
     return prior * 0.49999 + 0.5 + _DEPTH_PRIOR_TRUNCATION
 
 
-def _zbuffer(
-    params: Tensor, boxes: Tensor, height: int, width: int, clamp_depth: Tensor | None, budget: int
-) -> Tensor:
+def _zbuffer(params: Tensor, boxes: Tensor, height: int, width: int, clamp_depth: Tensor | None, budget: int) -> Tensor:
     """Pass 1: [H*W] int64 of min(quantised depth * MAXINT + face + 1), ``_EMPTY`` where nothing lands."""
     zbuf = torch.full((height * width,), _EMPTY, dtype=torch.int64, device=params.device)
     for first, last in _chunks(boxes[:, 2] * boxes[:, 3], budget):

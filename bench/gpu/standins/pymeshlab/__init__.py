@@ -11,8 +11,10 @@ importing works, but using any of them raises at once, saying why.
 STANDIN = True
 __version__ = "0+gpu-kit-standin"
 
-_WHY = ("pymeshlab is a stand-in in the GPU kit's environment: hy3dgen's postprocessors "
-        "are not used by this project, so nothing may call pymeshlab here.")
+_WHY = (
+    "pymeshlab is a stand-in in the GPU kit's environment: hy3dgen's postprocessors "
+    "are not used by this project, so nothing may call pymeshlab here."
+)
 
 
 class _Unavailable:
