@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="hunyuan3d-2", help="hunyuan3d-2 (tiny checkpoint) or draft")
     args = parser.parse_args(argv)
 
-    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
+    from fakes.tiny_hunyuan import write_tiny_shape_model
 
     with tempfile.TemporaryDirectory() as tmp:
         write_tiny_shape_model(Path(tmp), shape="sphere")

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from hypothesis import HealthCheck, given, settings
 
     import worker
-    from tests.conftest import make_subject_png
+    from fakes.images import make_subject_png
     from tests.test_hardening import _payloads, check_response
 
     logging.disable(logging.CRITICAL)  # the handler logs every internal failure's traceback

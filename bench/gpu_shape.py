@@ -56,7 +56,7 @@ def dry_run() -> dict[str, dict[str, int]]:
     import torch
     from hy3dgen.shapegen.pipelines import instantiate_from_config
 
-    from tests.fixtures.tiny_hunyuan import FULL_DIMS, shape_config, vae_config
+    from fakes.tiny_hunyuan import FULL_DIMS, shape_config, vae_config
 
     counts: dict[str, dict[str, int]] = {}
     with torch.device("meta"):
@@ -84,7 +84,7 @@ def write_checkpoints(root: Path, dims, device: str, variants=tuple(VARIANTS)) -
     hy3dgen's layout under ``root``."""
     import torch
 
-    from tests.fixtures.tiny_hunyuan import write_model
+    from fakes.tiny_hunyuan import write_model
 
     for name in (VARIANTS[variant] for variant in variants):
         start = time.perf_counter()
@@ -180,7 +180,7 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda") -> list[Row]:
     """Write the checkpoints, then measure every (variant, profile) within the budget."""
     import traceback
 
-    from tests.fixtures.tiny_hunyuan import FULL_DIMS
+    from fakes.tiny_hunyuan import FULL_DIMS
 
     started, rows = time.perf_counter(), []
     with gpu.models_root("hy3d-bench-") as root:

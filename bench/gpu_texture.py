@@ -1,7 +1,7 @@
 """GPU benchmark of the texture backend at full size, without downloads.
 
 Random full-size delight and paint models are built from diffusers configs
-(Stable Diffusion 2 shapes, see ``tests/fixtures/tiny_paint.py``), written
+(Stable Diffusion 2 shapes, see ``fakes/tiny_paint.py``), written
 fp16 in hy3dgen's layout, and loaded through
 :class:`pipeline.texture.backend.TextureBackend` exactly as in production. A
 40k-face mesh (the synthetic figure of ``bench/common.py`` through the
@@ -50,7 +50,7 @@ def dry_run() -> dict[str, int]:
     and return parameter counts per component."""
     import torch
 
-    from tests.fixtures import tiny_paint as tp
+    from fakes import tiny_paint as tp
 
     with torch.device("meta"):
         counts = {
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda") -> list[Row]:
     import torch
 
     from bench.uv import subject_mesh
-    from tests.fixtures.tiny_paint import FULL_DIMS, write_texture_models
+    from fakes.tiny_paint import FULL_DIMS, write_texture_models
 
     started, rows = time.perf_counter(), []
     mesh = subject_mesh(args.faces, args.resolution)

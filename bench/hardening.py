@@ -251,7 +251,7 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
 
 
 def _tiny_model(root: Path) -> Path:
-    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
+    from fakes.tiny_hunyuan import write_tiny_shape_model
 
     return write_tiny_shape_model(root)
 

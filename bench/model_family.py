@@ -46,7 +46,7 @@ class Row:
 
 
 def bench_dims(name: str):
-    from tests.fixtures.tiny_hunyuan import TINY_DIMS, ShapeDims
+    from fakes.tiny_hunyuan import TINY_DIMS, ShapeDims
 
     if name == "tiny":
         return TINY_DIMS
@@ -82,9 +82,9 @@ VIEW_BOXES = {"left": (90, 40, 166, 216), "back": (40, 40, 216, 216), "right": (
 def run(steps: int, repeats: int, dims_name: str, log=print) -> list[Row]:
     import os
 
+    from fakes.tiny_hunyuan import write_model
     from pipeline.backends.hunyuan import HunyuanShapeBackend
     from pipeline.options import parse_options
-    from tests.fixtures.tiny_hunyuan import write_model
 
     dims = bench_dims(dims_name)
     options = parse_options({"steps": steps, "octree_resolution": 64, "generate_texture": False, "max_faces": 2000})

@@ -6,7 +6,8 @@ import pytest
 import trimesh
 from PIL import Image
 
-from tests.conftest import make_subject_png, running_app
+from fakes.images import make_subject_png
+from fakes.servers import running_app
 
 pytestmark = pytest.mark.slow
 

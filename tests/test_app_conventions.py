@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import app
+from fakes.images import make_subject_png
+from fakes.servers import free_port, running_app
 from pipeline.errors import PipelineError
 from pipeline.options import FIELDS_BY_NAME
-from tests.conftest import free_port, make_subject_png, running_app
 
 ROOT = Path(__file__).resolve().parents[1]
 

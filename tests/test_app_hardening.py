@@ -14,9 +14,10 @@ import pytest
 import requests
 
 import app
+from fakes.images import make_subject_png
+from fakes.servers import running_app
 from pipeline import app_guard
 from pipeline.service import ImageTo3D
-from tests.conftest import make_subject_png, running_app
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +148,7 @@ def _fill(disk: Path, leave_bytes: int = 0) -> Path:
 def test_full_gradio_temp_dir_is_one_sentence_without_a_path(tmp_path):
     """The app itself on a full GRADIO_TEMP_DIR (a real 8 MiB tmpfs): the
     upload is refused with one sentence, never a server path."""
-    from tests.conftest import free_port
+    from fakes.servers import free_port
 
     port = free_port()
     with small_tmpfs(tmp_path, 8) as disk:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import tests.fixtures  # noqa: F401  (pins thread counts before rembg is imported)
+import fakes  # noqa: F401  (pins thread counts before rembg is imported)
+from fakes.images import cutout_rgba, iou, object_scene
+from fakes.tiny_onnx import write_tiny_u2net
 from pipeline import background
 from pipeline.background import BackgroundRemover, find_weights, grabcut_cutout
 from pipeline.settings import Settings
-from tests.fixtures.images import cutout_rgba, iou, object_scene
-from tests.fixtures.tiny_onnx import write_tiny_u2net
 
 
 @pytest.fixture(autouse=True)

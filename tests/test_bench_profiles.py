@@ -43,9 +43,9 @@ def test_measurement_loop_runs_on_tiny_models_on_cpu(monkeypatch, capsys, tmp_pa
         import profiles
     finally:
         sys.path.remove(str(ROOT / "bench" / "gpu"))
+    from fakes import tiny_hunyuan as th
+    from fakes import tiny_paint as tp
     from pipeline.texture.backend import Sampling
-    from tests.fixtures import tiny_hunyuan as th
-    from tests.fixtures import tiny_paint as tp
 
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
     monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "runpod"))

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import make_subject_png, running_app
+from fakes.images import make_subject_png
+from fakes.servers import running_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

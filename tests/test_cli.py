@@ -13,9 +13,9 @@ import pytest
 import trimesh
 
 import worker
+from fakes.images import make_subject_png
 from pipeline import cli
 from pipeline.options import FIELDS
-from tests.conftest import make_subject_png
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,7 +252,7 @@ def test_request_body_carries_the_views_object(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def multiview_root(tmp_path_factory):
-    from tests.fixtures.tiny_hunyuan import write_model
+    from fakes.tiny_hunyuan import write_model
 
     root = tmp_path_factory.mktemp("hy3dgen-mv")
     write_model(root, "hunyuan3d-2mv")

@@ -17,9 +17,9 @@ import requests
 from PIL import Image
 
 import worker
+from fakes.servers import free_port
 from pipeline.delivery import BucketConfig, DeliveryError, deliver
 from pipeline.errors import OptionsError
-from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,9 +27,10 @@ import trimesh
 from PIL import Image
 
 import worker
+from fakes.images import make_subject_png
+from fakes.servers import free_port
 from pipeline.errors import MAX_MESSAGE_CHARS, bound_message, echo, is_out_of_memory
 from pipeline.types import ShapeOutput
-from tests.conftest import free_port, make_subject_png
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET_ENV = ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME")
@@ -565,7 +566,7 @@ def _corrupt_tensor_bytes(path: Path) -> None:
 
 @pytest.fixture
 def damaged_root(tmp_path, monkeypatch) -> Path:
-    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
+    from fakes.tiny_hunyuan import write_tiny_shape_model
 
     root = tmp_path / "hy3dgen"
     folder = write_tiny_shape_model(root)
@@ -624,8 +625,8 @@ def test_verify_compares_the_hf_cache_blob_sha256(tmp_path, monkeypatch):
     """The HF cache names an LFS blob by its sha256; a flipped byte is caught even where tensors stay finite."""
     import hashlib
 
+    from fakes.tiny_hunyuan import write_tiny_shape_model
     from pipeline import weights
-    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
 
     staging = write_tiny_shape_model(tmp_path / "staging")
     repo = tmp_path / "hub" / "models--tencent--Hunyuan3D-2"
@@ -661,8 +662,8 @@ def test_verify_compares_the_hf_cache_blob_sha256(tmp_path, monkeypatch):
 
 def test_download_writes_a_manifest_that_verify_uses(tmp_path, monkeypatch):
     """``download`` records each file's sha256 (the hub's, where huggingface_hub kept it)."""
+    from fakes.tiny_hunyuan import write_tiny_shape_model
     from pipeline import weights
-    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
 
     dest = tmp_path / "hy3dgen"
     monkeypatch.setenv("HY3DGEN_MODELS", str(dest))
@@ -699,7 +700,7 @@ def test_start_up_with_garbage_tensors_exits_with_one_line(damaged_root, tmp_pat
 
 @pytest.fixture
 def garbage_config(tmp_path, monkeypatch) -> Path:
-    from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
+    from fakes.tiny_hunyuan import write_tiny_shape_model
 
     root = tmp_path / "hy3dgen"
     folder = write_tiny_shape_model(root)
@@ -805,8 +806,8 @@ def test_handler_property_any_json_in_any_field(small_b64, monkeypatch):
 
 @pytest.mark.slow
 def test_damaged_texture_weights_give_the_untextured_shape_naming_the_folder(tmp_path, monkeypatch, small_b64):
+    from fakes.tiny_paint import DELIGHT_SUBFOLDER, REPO_ID, write_tiny_texture_models
     from pipeline.texture import backend as tb
-    from tests.fixtures.tiny_paint import DELIGHT_SUBFOLDER, REPO_ID, write_tiny_texture_models
 
     root = tmp_path / "hy3dgen"
     write_tiny_texture_models(root, ("hunyuan3d-paint-v2-0",))

@@ -1,7 +1,7 @@
 """The Hunyuan3D-2 shape backend, end to end on CPU with tiny random checkpoints.
 
 hy3dgen's real loading, conditioning, flow-matching sampling, VAE decoding and
-surface extraction run on checkpoints written by ``tests/fixtures``; their
+surface extraction run on checkpoints written by ``fakes``; their
 geo-decoder encodes a known analytic shape, so the meshes can be checked.
 """
 
@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from fakes.tiny_hunyuan import SHAPES, write_tiny_shape_model
 from pipeline import device as device_helpers
 from pipeline.backends import hunyuan
 from pipeline.backends.hunyuan import HunyuanShapeBackend, ShapeParams
 from pipeline.errors import ImageError, PipelineError
 from pipeline.models import HUNYUAN_MODELS
 from pipeline.options import parse_options
-from tests.fixtures.tiny_hunyuan import SHAPES, write_tiny_shape_model
 
 ROOT = Path(__file__).resolve().parents[1]
 OCTREE = 64  # the smallest the options allow; a few hundred ms per decode
@@ -418,7 +418,7 @@ def test_gpu_bench_measurement_loop_runs_on_tiny_models(offline, capsys):
         import gpu_shape
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    from tests.fixtures.tiny_hunyuan import TINY_DIMS
+    from fakes.tiny_hunyuan import TINY_DIMS
 
     args = argparse.Namespace(
         variants=["standard", "turbo", "fast", "multiview"],

@@ -13,9 +13,10 @@ import pytest
 import trimesh
 
 import worker
-from tests.conftest import make_subject_png, running_app
-from tests.fixtures.tiny_hunyuan import SHAPES, write_tiny_shape_model
-from tests.fixtures.tiny_paint import write_tiny_texture_models
+from fakes.images import make_subject_png
+from fakes.servers import running_app
+from fakes.tiny_hunyuan import SHAPES, write_tiny_shape_model
+from fakes.tiny_paint import write_tiny_texture_models
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ import pytest
 import requests
 import trimesh
 
-from tests.conftest import free_port
+from fakes.servers import free_port
 from tests.test_worker import RESPONSE_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]

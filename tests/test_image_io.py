@@ -12,11 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from pipeline import image_io
-from pipeline.errors import ImageError, InputError
-from pipeline.image_io import decode_base64_image, encode_png, from_pil, has_real_transparency, load_image
-from pipeline.settings import Settings
-from tests.fixtures.images import (
+from fakes.images import (
     RED,
     cmyk_jpeg,
     cutout_rgba,
@@ -30,6 +26,10 @@ from tests.fixtures.images import (
     to_base64,
     two_tone,
 )
+from pipeline import image_io
+from pipeline.errors import ImageError, InputError
+from pipeline.image_io import decode_base64_image, encode_png, from_pil, has_real_transparency, load_image
+from pipeline.settings import Settings
 
 SETTINGS = Settings()
 

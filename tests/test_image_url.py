@@ -15,11 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import worker
+from fakes.images import make_subject_png
 from pipeline import image_url
 from pipeline.errors import ImageError, InputError
 from pipeline.image_url import fetch_image_url
 from pipeline.settings import load_settings
-from tests.conftest import make_subject_png
 
 PNG = make_subject_png(128)
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from fakes.tiny_hunyuan import write_tiny_shape_model
+from fakes.tiny_paint import write_tiny_texture_models
 from pipeline import memory
 from pipeline.backends import hunyuan
 from pipeline.memory import PROFILES, TRANSFORMER
@@ -29,8 +31,6 @@ from pipeline.options import parse_options
 from pipeline.progress import RunLog
 from pipeline.service import ImageTo3D
 from pipeline.texture import backend as tb
-from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
-from tests.fixtures.tiny_paint import write_tiny_texture_models
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE_NAMES = {"shape_dit", "shape_vae", "shape_conditioner"}
@@ -337,7 +337,7 @@ def test_real_mmgp_rules_and_load_order(models_root, tmp_path):
     loader (a read through mmgp's patched loader fails this test)."""
     env = {**os.environ, "HY3DGEN_MODELS": str(models_root), "RUNPOD_HF_CACHE": str(tmp_path / "runpod")}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.fixtures.mmgp_recorder", str(models_root)],
+        [sys.executable, "-m", "fakes.mmgp_recorder", str(models_root)],
         cwd=ROOT,
         env=env,
         capture_output=True,

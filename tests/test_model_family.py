@@ -3,7 +3,7 @@ the multi-view models, with the ``views`` request field, through the pipeline,
 the worker handler and the app's ``/generate``.
 
 The slow tests run hy3dgen's real loading and sampling code on tiny
-checkpoints written by ``tests/fixtures/tiny_hunyuan.py`` (the multi-view ones
+checkpoints written by ``fakes/tiny_hunyuan.py`` (the multi-view ones
 with hy3dgen's DinoImageEncoderMV conditioner and MVImageProcessorV2).
 """
 
@@ -20,6 +20,9 @@ import trimesh
 from PIL import Image, ImageDraw
 
 import worker
+from fakes.images import make_subject_png
+from fakes.servers import running_app
+from fakes.tiny_hunyuan import SHAPES, write_model
 from pipeline import image_io, weights
 from pipeline.errors import ImageError, OptionsError, WeightsMissingError
 from pipeline.models import (
@@ -36,8 +39,6 @@ from pipeline.service import ImageTo3D
 from pipeline.settings import load_settings
 from pipeline.types import ShapeOutput
 from pipeline.views import check_views, require_multiview
-from tests.conftest import make_subject_png, running_app
-from tests.fixtures.tiny_hunyuan import SHAPES, write_model
 
 NEW_MODELS = ("hunyuan3d-2-fast", "hunyuan3d-2mini-fast", "hunyuan3d-2mv", "hunyuan3d-2mv-fast", "hunyuan3d-2mv-turbo")
 OCTREE = 64

@@ -1,7 +1,7 @@
 """clients/panel/api.js under Node's test runner, against loopback RunPod stand-ins
 that run the real worker handler, with a moto S3 bucket for model_url results.
 
-The stand-ins live in this process (tests/fixtures/fake_runpod.py); the Node
+The stand-ins live in this process (fakes/fake_runpod.py); the Node
 tests (clients/panel/test/api.test.js) get their URLs in PANEL_TEST_CONFIG.
 """
 
@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 import worker
-from tests.conftest import free_port, make_subject_png
-from tests.fixtures.fake_runpod import FakeRunPod
+from fakes.fake_runpod import FakeRunPod
+from fakes.images import make_subject_png
+from fakes.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

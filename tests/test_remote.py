@@ -17,6 +17,9 @@ import requests
 import trimesh
 
 import worker
+from fakes.fake_runpod import FakeRunPod
+from fakes.images import make_subject_png
+from fakes.servers import free_port, running_app
 from pipeline.errors import ImageError, OptionsError, PipelineError
 from pipeline.options import GenerationOptions, parse_options
 from pipeline.remote import (
@@ -28,8 +31,6 @@ from pipeline.remote import (
     download_model,
     failure_message,
 )
-from tests.conftest import free_port, make_subject_png, running_app
-from tests.fixtures.fake_runpod import FakeRunPod
 
 BUCKET_VARS = ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME")
 

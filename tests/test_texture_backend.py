@@ -2,7 +2,7 @@
 
 hy3dgen's real texgen code (delighting, multiview diffusion, rendering, baking)
 runs through :class:`pipeline.texture.backend.TextureBackend` on models that
-``tests/fixtures/tiny_paint.py`` writes, with hy3dgen's production sampling
+``fakes/tiny_paint.py`` writes, with hy3dgen's production sampling
 (50 + 30 steps, six 512-px views), float32, the PyTorch rasterizer and no
 network.
 """
@@ -22,6 +22,7 @@ import pytest
 import trimesh
 from PIL import Image, ImageDraw
 
+from fakes.tiny_paint import MODULES_EXECUTED_ENV, REPO_ID, write_tiny_texture_models
 from pipeline.errors import OptionsError, OutOfMemoryError, PipelineError, WeightsMissingError
 from pipeline.texture import backend as tb
 from pipeline.texture.backend import (
@@ -33,7 +34,6 @@ from pipeline.texture.backend import (
     render_config,
     texture_weights_present,
 )
-from tests.fixtures.tiny_paint import MODULES_EXECUTED_ENV, REPO_ID, write_tiny_texture_models
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("load", "delight", "uv", "render", "multiview", "bake", "inpaint")
@@ -272,7 +272,7 @@ def test_sampling_overrides_and_the_standard_variant(models_root, monkeypatch, t
 def test_fp16_load_as_on_cuda(models_root):
     import torch
 
-    from tests.fixtures.tiny_paint import DELIGHT_SUBFOLDER
+    from fakes.tiny_paint import DELIGHT_SUBFOLDER
 
     repo = models_root / REPO_ID
     paint = tb.load_paint(repo / DEFAULT_PAINT_MODEL, "cpu", torch.float16)
@@ -351,7 +351,7 @@ def test_gpu_bench_measurement_loop_runs_on_tiny_models(monkeypatch, tmp_path, c
     with tiny models, so a GPU session does not discover its bugs."""
     isolate_roots(monkeypatch, tmp_path / "unused", tmp_path)
     gpu_texture = _import_bench("gpu_texture")
-    from tests.fixtures.tiny_paint import TINY_DIMS
+    from fakes.tiny_paint import TINY_DIMS
 
     args = gpu_texture.parse_args(
         ["--sizes", "512", "--faces", "2000", "--resolution", "64", "--sampling", "2", "2", "256"]

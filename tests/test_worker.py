@@ -9,8 +9,8 @@ import pytest
 import trimesh
 
 import worker
+from fakes.images import make_subject_png
 from pipeline.errors import OutOfMemoryError
-from tests.conftest import make_subject_png
 
 RESPONSE_KEYS = {
     "model_base64",

@@ -15,7 +15,7 @@ import pytest
 import requests
 import trimesh
 
-from tests.conftest import free_port
+from fakes.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -38,11 +38,11 @@ def main() -> int:
     version = importlib.metadata.version("transformers")
     with tempfile.TemporaryDirectory(prefix="check-transformers-") as root:
         os.environ["HY3DGEN_MODELS"] = root
+        from fakes.tiny_hunyuan import write_tiny_shape_model
+        from fakes.tiny_paint import REPO_ID, write_tiny_texture_models
         from pipeline.backends.hunyuan import HunyuanShapeBackend, load_pipeline
         from pipeline.texture import backend as tb
         from pipeline.weights import resolve_model
-        from tests.fixtures.tiny_hunyuan import write_tiny_shape_model
-        from tests.fixtures.tiny_paint import REPO_ID, write_tiny_texture_models
 
         write_tiny_shape_model(Path(root))
         write_tiny_texture_models(Path(root), ("hunyuan3d-paint-v2-0",))

@@ -142,7 +142,7 @@ class Kit:
 
     # -- checkpoints --
     def shape_dims(self, model: str) -> Any:
-        from tests.fixtures.tiny_hunyuan import FULL_DIMS, MINI_DIMS, TINY_DIMS
+        from fakes.tiny_hunyuan import FULL_DIMS, MINI_DIMS, TINY_DIMS
 
         if self.dry_run:
             return TINY_DIMS
@@ -152,7 +152,7 @@ class Kit:
         """Write ``model``'s random checkpoint (and its turbo VAE) if not yet written."""
         import torch
 
-        from tests.fixtures.tiny_hunyuan import write_model
+        from fakes.tiny_hunyuan import write_model
 
         if model in self.written:
             return
@@ -166,7 +166,7 @@ class Kit:
     def ensure_texture(self, paint_model: str) -> None:
         import torch
 
-        from tests.fixtures import tiny_paint
+        from fakes import tiny_paint
 
         if paint_model in self.written:
             return
@@ -452,7 +452,7 @@ def full_size_check() -> None:
     from hy3dgen.shapegen.pipelines import instantiate_from_config
 
     from bench import gpu_shape, gpu_texture
-    from tests.fixtures.tiny_hunyuan import MINI_DIMS, shape_config
+    from fakes.tiny_hunyuan import MINI_DIMS, shape_config
 
     gpu_shape.dry_run()
     with torch.device("meta"):

@@ -68,9 +68,9 @@ def full_size_models() -> dict:
     import torch
     from hy3dgen.shapegen.pipelines import instantiate_from_config
 
+    from fakes import tiny_hunyuan as th
+    from fakes import tiny_paint as tp
     from pipeline.memory import TRANSFORMER
-    from tests.fixtures import tiny_hunyuan as th
-    from tests.fixtures import tiny_paint as tp
 
     config = th.shape_config(th.FULL_DIMS)
     with torch.device("meta"):
@@ -174,9 +174,9 @@ def dry_run() -> dict:
 def write_checkpoints(root: Path, dims_shape, dims_paint, device: str) -> None:
     import torch
 
+    from fakes.tiny_hunyuan import write_shape_model
+    from fakes.tiny_paint import write_texture_models
     from pipeline.models import DEFAULT_PAINT_MODEL, HUNYUAN_MODELS
-    from tests.fixtures.tiny_hunyuan import write_shape_model
-    from tests.fixtures.tiny_paint import write_texture_models
 
     spec = HUNYUAN_MODELS[MODEL]
     start = time.perf_counter()
@@ -220,8 +220,8 @@ def reload_seconds(repeats: int) -> dict[str, list[float]]:
 
 
 def reload(args: argparse.Namespace, dims=None) -> dict[str, list[float]]:
-    from tests.fixtures import tiny_hunyuan as th
-    from tests.fixtures import tiny_paint as tp
+    from fakes import tiny_hunyuan as th
+    from fakes import tiny_paint as tp
 
     shape_dims, paint_dims = dims or (th.FULL_DIMS, tp.FULL_DIMS)
     with gpu.models_root("hy3d-bench-") as root:
@@ -278,13 +278,13 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda", sampling=None
     switch: both pipelines reloaded and re-profiled), within the budget."""
     import traceback
 
+    from fakes import tiny_hunyuan as th
+    from fakes import tiny_paint as tp
     from pipeline.memory import PROFILES
     from pipeline.models import DEFAULT_PAINT_MODEL
     from pipeline.service import ImageTo3D
     from pipeline.settings import load_settings
     from pipeline.texture import backend as tb
-    from tests.fixtures import tiny_hunyuan as th
-    from tests.fixtures import tiny_paint as tp
 
     shape_dims, paint_dims = dims or (th.FULL_DIMS, tp.FULL_DIMS)
     started, rows = time.perf_counter(), []

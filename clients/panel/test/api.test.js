@@ -1,6 +1,6 @@
 // Node's built-in test runner against loopback RunPod stand-ins with the real
 // worker handler behind them. tests/test_panel_client.py starts the stand-ins
-// (tests/fixtures/fake_runpod.py) and a moto S3 bucket, then runs
+// (fakes/fake_runpod.py) and a moto S3 bucket, then runs
 // `node --test clients/panel/test/` with PANEL_TEST_CONFIG describing them.
 'use strict';
 
