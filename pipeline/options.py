@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,13 @@ class FieldSpec:
     maximum: float | None = None
     choices: tuple | None = None
     nullable: bool = False  # null means "use the model's own default"
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(minimum, maximum), for a field that has both: a slider's range."""
+        if self.minimum is None or self.maximum is None:
+            raise ValueError(f"Field '{self.name}' has no range.")
+        return self.minimum, self.maximum
 
     def default_for(self, settings: Settings) -> Any:
         return self.default(settings) if callable(self.default) else self.default
@@ -96,120 +105,95 @@ def _describe(value: Any) -> str:
     return f"a value of type {type(value).__name__}"
 
 
-FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("generate_texture", bool, True, "Paint a texture onto the mesh."),
-    FieldSpec(
-        "remove_background",
-        bool,
-        True,
-        "Cut the subject out with rembg first; skipped when the image already has real transparency.",
-    ),
-    FieldSpec(
-        "profile",
-        int,
-        lambda s: s.default_profile,
-        "mmgp memory profile, 1 (fastest, most VRAM) to 5 (least VRAM). Default: env HY3D_PROFILE, else 3.",
-        minimum=1,
-        maximum=5,
-    ),
-    FieldSpec("seed", int, 1234, "Random seed; the same seed gives the same model.", minimum=0, maximum=2**32 - 1),
-    FieldSpec(
-        "model",
-        str,
-        lambda s: s.default_model,
-        "Shape model. Default: env HY3D_MODEL, else auto (best Hunyuan3D variant present, else draft).",
-        choices=MODEL_CHOICES,
-    ),
-    FieldSpec("max_faces", int, 40000, "Face budget of the output mesh.", minimum=1000, maximum=500000),
-    FieldSpec(
-        "steps",
-        int,
-        None,
-        "Diffusion steps (Hunyuan3D only). Default: the model's own (30, or 5 for turbo).",
-        minimum=1,
-        maximum=100,
-        nullable=True,
-    ),
-    FieldSpec(
-        "guidance_scale",
-        float,
-        None,
-        "Classifier-free guidance (Hunyuan3D only). Default: 5.0.",
-        minimum=0.0,
-        maximum=20.0,
-        nullable=True,
-    ),
-    FieldSpec(
-        "octree_resolution",
-        int,
-        None,
-        "Surface-extraction grid resolution (Hunyuan3D only). Default: 256.",
-        minimum=64,
-        maximum=512,
-        nullable=True,
-    ),
-    FieldSpec(
-        "num_chunks",
-        int,
-        None,
-        "Grid points decoded per batch (Hunyuan3D only); lower uses less VRAM. Default: 8000.",
-        minimum=1000,
-        maximum=500000,
-        nullable=True,
-    ),
-    FieldSpec("texture_size", int, 2048, "Texture atlas size in pixels (Hunyuan3D texturing).", choices=TEXTURE_SIZES),
-    FieldSpec(
-        "paint_model",
-        str,
-        DEFAULT_PAINT_MODEL,
-        "Texture paint model (Hunyuan3D texturing); -turbo runs hy3dgen 2.0.2's standard sampler.",
-        choices=PAINT_MODELS,
-    ),
-    FieldSpec(
-        "smooth_normals",
-        bool,
-        True,
-        "Write smooth vertex normals (+12 bytes a vertex, about 0.3 MB at 40k faces). Off, viewers shade flat, "
-        "as the glTF spec requires for GLBs without normals (hy3dgen's own have none).",
-    ),
-    FieldSpec(
-        "output",
-        str,
-        "auto",
-        "How the GLB comes back: inline (base64 only), url (bucket upload), auto (inline under the budget).",
-        choices=("auto", "inline", "url"),
-    ),
-    FieldSpec(
-        "preview",
-        bool,
-        False,
-        "Add preview_png_base64: a 512x512 PNG of the final model (three-quarter front view, transparent "
-        "background), rendered on the CPU; off by default to keep payloads small.",
-    ),
-)
+@dataclass(frozen=True)
+class _Rules:
+    """A request field's schema, carried in its dataclass field's ``metadata``."""
 
-FIELDS_BY_NAME = {f.name: f for f in FIELDS}
+    doc: str
+    setting: str | None = None  # the Settings attribute whose value is the default (env HY3D_MODEL, HY3D_PROFILE)
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple | None = None
+
+
+_RULES = "hy3d_rules"
+
+
+def _option(default: Any, doc: str, *, setting: str | None = None, **rules: Any) -> Any:
+    """A :class:`GenerationOptions` field that also carries its :class:`FieldSpec`'s rules.
+
+    ``default`` is written here only; with ``setting``, it is the
+    :class:`Settings` attribute's own default, and ``parse_options`` reads the
+    loaded settings instead. Returns ``dataclasses.field``'s value, typed Any
+    as ``field`` itself is, so the annotation stays the field's static type."""
+    return dataclasses.field(default=default, metadata={_RULES: _Rules(doc, setting, **rules)})
 
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """Validated options of one generation request (everything but the image)."""
+    """Validated options of one generation request (everything but the image).
 
-    generate_texture: bool = True
-    remove_background: bool = True
-    profile: int = 3
-    seed: int = 1234
-    model: str = "auto"
-    max_faces: int = 40000
-    steps: int | None = None
-    guidance_scale: float | None = None
-    octree_resolution: int | None = None
-    num_chunks: int | None = None
-    texture_size: int = 2048
-    paint_model: str = DEFAULT_PAINT_MODEL
-    smooth_normals: bool = True
-    output: str = "auto"
-    preview: bool = False
+    Each field's type, default and rules are the request schema: :data:`FIELDS`
+    is built from these, so a default or a range is written once."""
+
+    generate_texture: bool = _option(True, "Paint a texture onto the mesh.")
+    remove_background: bool = _option(
+        True, "Cut the subject out with rembg first; skipped when the image already has real transparency."
+    )
+    profile: int = _option(
+        Settings.default_profile,
+        "mmgp memory profile, 1 (fastest, most VRAM) to 5 (least VRAM). Default: env HY3D_PROFILE, else 3.",
+        setting="default_profile",
+        minimum=1,
+        maximum=5,
+    )
+    seed: int = _option(1234, "Random seed; the same seed gives the same model.", minimum=0, maximum=2**32 - 1)
+    model: str = _option(
+        Settings.default_model,
+        "Shape model. Default: env HY3D_MODEL, else auto (best Hunyuan3D variant present, else draft).",
+        setting="default_model",
+        choices=MODEL_CHOICES,
+    )
+    max_faces: int = _option(40000, "Face budget of the output mesh.", minimum=1000, maximum=500000)
+    steps: int | None = _option(
+        None,
+        "Diffusion steps (Hunyuan3D only). Default: the model's own (30, or 5 for turbo).",
+        minimum=1,
+        maximum=100,
+    )
+    guidance_scale: float | None = _option(
+        None, "Classifier-free guidance (Hunyuan3D only). Default: 5.0.", minimum=0.0, maximum=20.0
+    )
+    octree_resolution: int | None = _option(
+        None, "Surface-extraction grid resolution (Hunyuan3D only). Default: 256.", minimum=64, maximum=512
+    )
+    num_chunks: int | None = _option(
+        None,
+        "Grid points decoded per batch (Hunyuan3D only); lower uses less VRAM. Default: 8000.",
+        minimum=1000,
+        maximum=500000,
+    )
+    texture_size: int = _option(2048, "Texture atlas size in pixels (Hunyuan3D texturing).", choices=TEXTURE_SIZES)
+    paint_model: str = _option(
+        DEFAULT_PAINT_MODEL,
+        "Texture paint model (Hunyuan3D texturing); -turbo runs hy3dgen 2.0.2's standard sampler.",
+        choices=PAINT_MODELS,
+    )
+    smooth_normals: bool = _option(
+        True,
+        "Write smooth vertex normals (+12 bytes a vertex, about 0.3 MB at 40k faces). Off, viewers shade flat, "
+        "as the glTF spec requires for GLBs without normals (hy3dgen's own have none).",
+    )
+    output: str = _option(
+        "auto",
+        "How the GLB comes back: inline (base64 only), url (bucket upload), auto (inline under the budget).",
+        choices=("auto", "inline", "url"),
+    )
+    preview: bool = _option(
+        False,
+        "Add preview_png_base64: a 512x512 PNG of the final model (three-quarter front view, transparent "
+        "background), rendered on the CPU; off by default to keep payloads small.",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -218,7 +202,30 @@ class GenerationOptions:
         return dataclasses.replace(self, **changes)
 
 
-assert [f.name for f in FIELDS] == [f.name for f in dataclasses.fields(GenerationOptions)]
+def _spec(field: dataclasses.Field, hint: Any) -> FieldSpec:
+    """The :class:`FieldSpec` of one :class:`GenerationOptions` field: kind and
+    nullability from its annotation (``int | None``: an int or null), the rest
+    from its :func:`_option` rules."""
+    kinds = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
+    if len(kinds) != 1:
+        raise TypeError(f"GenerationOptions.{field.name} must be one type or that type | None, not {hint}.")
+    rules: _Rules = field.metadata[_RULES]
+    default = operator.attrgetter(rules.setting) if rules.setting else field.default
+    return FieldSpec(
+        field.name,
+        kinds[0],
+        default,
+        rules.doc,
+        minimum=rules.minimum,
+        maximum=rules.maximum,
+        choices=rules.choices,
+        nullable=len(kinds) < len(typing.get_args(hint)),
+    )
+
+
+_HINTS = typing.get_type_hints(GenerationOptions)
+FIELDS: tuple[FieldSpec, ...] = tuple(_spec(f, _HINTS[f.name]) for f in dataclasses.fields(GenerationOptions))
+FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
 
 def parse_options(

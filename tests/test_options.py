@@ -142,3 +142,32 @@ def test_bad_env_model(monkeypatch, value):
     monkeypatch.setenv("HY3D_MODEL", value)
     with pytest.raises(OptionsError, match="HY3D_MODEL"):
         load_settings()
+
+
+def test_each_default_and_rule_is_written_once_on_the_dataclass():
+    """FIELDS is built from GenerationOptions' own fields: type, default and rules."""
+    import dataclasses
+
+    from pipeline.options import FIELDS_BY_NAME
+    from pipeline.settings import Settings
+
+    fields = dataclasses.fields(GenerationOptions)
+    assert [spec.name for spec in FIELDS] == [f.name for f in fields]
+    for field in fields:
+        spec = FIELDS_BY_NAME[field.name]
+        assert spec.doc == field.metadata["hy3d_rules"].doc
+        assert spec.default_for(Settings()) == field.default, field.name
+    assert (FIELDS_BY_NAME["steps"].kind, FIELDS_BY_NAME["steps"].nullable) == (int, True)
+    assert (FIELDS_BY_NAME["guidance_scale"].kind, FIELDS_BY_NAME["seed"].nullable) == (float, False)
+    # The settings-dependent defaults follow the loaded settings (env HY3D_PROFILE, HY3D_MODEL).
+    custom = Settings(default_profile=5, default_model="draft")
+    assert (FIELDS_BY_NAME["profile"].default_for(custom), FIELDS_BY_NAME["model"].default_for(custom)) == (5, "draft")
+
+
+def test_bounds_are_the_widgets_range():
+    from pipeline.options import FIELDS_BY_NAME
+
+    assert FIELDS_BY_NAME["profile"].bounds == (1, 5)
+    assert FIELDS_BY_NAME["max_faces"].bounds == (1000, 500000)
+    with pytest.raises(ValueError, match="Field 'model' has no range"):
+        FIELDS_BY_NAME["model"].bounds  # noqa: B018 - the property is what is tested
