@@ -21,10 +21,11 @@ from pipeline.errors import PipelineError, describe_failure
 from pipeline.models import MODEL_CHOICES, MULTIVIEW_MODELS, PAINT_MODELS, TEXTURE_SIZES, VIEW_NAMES
 from pipeline.options import FIELDS_BY_NAME, parse_options
 from pipeline.progress import STAGES
-from pipeline.remote import RemoteGenerator, RemoteSettings
+from pipeline.response import summary
+from pipeline.runpod.remote import RemoteGenerator, RemoteSettings
 from pipeline.service import ImageTo3D
 from pipeline.settings import env_int, load_settings
-from pipeline.types import GenerationResult
+from pipeline.types import GenerationResult, Generator
 
 DEFAULT_QUEUE_SIZE = 16
 HISTORY_SIZE = 8  # previews kept in the session's history gallery
@@ -177,20 +178,17 @@ _RESTORE_EMPTY_BOXES_JS = """
 """
 
 
-def build_demo(pipeline: ImageTo3D | RemoteGenerator | None = None):
+def build_demo(pipeline: Generator | None = None):
     """The Blocks UI over ``pipeline``: the local ImageTo3D by default, or a
     RemoteGenerator that sends each job to the deployed RunPod endpoint."""
     import gradio as gr
 
     pipeline = pipeline or ImageTo3D(draft_fallback=True)
     settings = pipeline.settings
-    if isinstance(pipeline, RemoteGenerator):
-        notice = pipeline.describe()
-    else:
-        try:
-            notice = pipeline.choose_model(settings.default_model).notice
-        except PipelineError as exc:
-            notice = str(exc)
+    try:
+        notice = pipeline.choose_model(settings.default_model).notice
+    except PipelineError as exc:  # no weights for HY3D_MODEL: the banner says so
+        notice = str(exc)
 
     def generate(
         image,
@@ -224,7 +222,7 @@ def build_demo(pipeline: ImageTo3D | RemoteGenerator | None = None):
         except (app_guard.DiskFullError, OSError):
             raise gr.Error(app_guard.DISK_FULL_MESSAGE) from None
         if randomize_seed:
-            seed = random.randint(int(FIELDS_BY_NAME["seed"].minimum), int(FIELDS_BY_NAME["seed"].maximum))
+            seed = random.randint(*(int(bound) for bound in FIELDS_BY_NAME["seed"].bounds))
         try:
             fields = request_fields(
                 model,
@@ -263,19 +261,14 @@ def build_demo(pipeline: ImageTo3D | RemoteGenerator | None = None):
             if app_guard.is_disk_full(exc):
                 raise gr.Error(app_guard.DISK_FULL_MESSAGE) from None
             raise gr.Error(describe_failure(exc)[0]) from None
-        stats = {
-            "model": result.model,
-            "seed": result.seed,
-            "profile": result.profile,
-            "faces": result.faces,
-            "vertices": result.vertices,
-            "textured": result.textured,
-            "file_size": result.file_size,
-            "execution_time": result.execution_time,
-            "timings": result.timings,
-            "warnings": result.warnings,
-        }
-        return str(path), str(path), stats_markdown(result), stats, options.seed, remember(history, result, path)
+        return (
+            str(path),
+            str(path),
+            stats_markdown(result),
+            summary(result),
+            options.seed,
+            remember(history, result, path),
+        )
 
     def remember(history, result: GenerationResult, glb_path: Path) -> list:
         """The session's history with this result's preview first, at most HISTORY_SIZE entries."""
@@ -328,11 +321,9 @@ def build_demo(pipeline: ImageTo3D | RemoteGenerator | None = None):
                         for view_image in view_images:
                             _guard_image_preprocess(view_image)
                 model = gr.Dropdown(list(MODEL_CHOICES), value=settings.default_model, label="Model")
-                profile_spec = FIELDS_BY_NAME["profile"]
                 profile = _schema_checked(
                     gr.Slider(
-                        profile_spec.minimum,
-                        profile_spec.maximum,
+                        *FIELDS_BY_NAME["profile"].bounds,
                         value=settings.default_profile,
                         step=1,
                         label="Memory profile (mmgp)",
@@ -348,8 +339,7 @@ def build_demo(pipeline: ImageTo3D | RemoteGenerator | None = None):
                 max_faces_spec = FIELDS_BY_NAME["max_faces"]
                 max_faces = _schema_checked(
                     gr.Slider(
-                        max_faces_spec.minimum,
-                        max_faces_spec.maximum,
+                        *max_faces_spec.bounds,
                         value=max_faces_spec.default,
                         step=1000,
                         label="Max faces",
@@ -523,7 +513,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def warm_up(pipeline: ImageTo3D) -> float:
+def warm_up(pipeline: Generator) -> float:
     """Pay at start-up what the first job would otherwise pay: the configured
     model's load, then one tiny draft job through every stage (OpenCV,
     scikit-image, VTK, trimesh and the GLB writer import and warm their
@@ -576,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
         auth = (user, password)
     try:
         remote = RemoteSettings.from_env()
-        pipeline = RemoteGenerator(remote) if remote else ImageTo3D(draft_fallback=True)
+        pipeline: Generator = RemoteGenerator(remote) if remote else ImageTo3D(draft_fallback=True)
         demo = build_demo(pipeline)
         options = launch_kwargs(auth)
     except PipelineError as exc:  # bad configuration: one clear line, no traceback

@@ -9,21 +9,19 @@ the worker keeps serving. ``runpod.serverless.start`` runs only under
 from __future__ import annotations
 
 import argparse
-import base64
 import logging
 import os
 import sys
 import threading
 import time
-from typing import Any
 
-from pipeline.delivery import BucketConfig, Delivery, DeliveryError, deliver, inline_budget_bytes
 from pipeline.errors import PipelineError, bound_message, describe_failure, utf8_safe
 from pipeline.image_url import fetch_image_url
 from pipeline.options import parse_options
 from pipeline.progress import throttled
+from pipeline.response import ErrorResponse, Response, to_response
+from pipeline.runpod.delivery import DeliveryConfig, deliver, delivery_for
 from pipeline.service import ImageTo3D
-from pipeline.types import GenerationResult
 from pipeline.views import check_views, require_multiview
 
 log = logging.getLogger("worker")
@@ -60,34 +58,7 @@ def _progress_reporter(job: dict):
     return throttled(report)
 
 
-def to_response(result: GenerationResult, delivery: Delivery) -> dict[str, Any]:
-    if delivery.method == "url":
-        where = {"model_url": delivery.model_url, "model_url_expires_at": delivery.expires_at}
-    else:
-        where = {"model_base64": base64.b64encode(delivery.glb).decode("ascii")}
-    response = {
-        **where,
-        "output": delivery.method,
-        "file_size": len(delivery.glb),
-        "format": "glb",
-        "textured": result.textured,
-        "execution_time": result.execution_time,
-        "model": result.model,
-        "seed": result.seed,
-        "profile": result.profile,
-        "faces": result.faces,
-        "vertices": result.vertices,
-        "timings": result.timings,
-        "warnings": result.warnings + delivery.warnings,
-        "texture_rasterizer": result.texture_rasterizer,
-        **({"preview_png_base64": base64.b64encode(result.preview_png).decode("ascii")} if result.preview_png else {}),
-    }
-    if result.refresh_worker:
-        response["refresh_worker"] = True
-    return response
-
-
-def handler(job: dict) -> dict[str, Any]:
+def handler(job: dict) -> Response | ErrorResponse:
     """RunPod handler: ``{"input": {...}}`` in, response dict out (never raises).
 
     Whatever happens, the response can be sent: an error is one bounded
@@ -105,7 +76,7 @@ def handler(job: dict) -> dict[str, Any]:
     return utf8_safe(response)
 
 
-def _handle(job: dict) -> dict[str, Any]:
+def _handle(job: dict) -> Response | ErrorResponse:
     payload = job.get("input") if isinstance(job, dict) else None
     if not isinstance(payload, dict):
         return {"error": "Request 'input' must be a JSON object with at least an 'image' field."}
@@ -119,14 +90,7 @@ def _handle(job: dict) -> dict[str, Any]:
         pipeline = get_pipeline()
         # Defaults (HY3D_MODEL, HY3D_PROFILE) come from the settings the pipeline loaded at start-up.
         options = parse_options(payload, settings=pipeline.settings, ignore=("image", "image_url", "views"))
-        # Delivery settings are checked before the models run, so a job that
-        # could never be returned fails in milliseconds, not after a minute.
-        budget, bucket = inline_budget_bytes(), BucketConfig.from_env()
-        if options.output == "url" and bucket is None:
-            raise DeliveryError(
-                "Field 'output' is 'url' but no bucket is configured; set BUCKET_ENDPOINT_URL, "
-                "BUCKET_ACCESS_KEY_ID, BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME."
-            )
+        delivery_config = delivery_for(options.output)  # before the models run
         progress = _progress_reporter(job)
         views = check_views(payload.get("views"))  # cheap checks first: before any image_url download
         require_multiview(options.model, views)
@@ -139,6 +103,7 @@ def _handle(job: dict) -> dict[str, Any]:
         result = pipeline.generate(image, options, progress, views=views)
         if download_s is not None:
             result.timings = {"download": download_s, **result.timings}
+        budget = delivery_config.budget
         if result.preview_png:  # its base64 travels in the same body: the GLB gets that much less
             budget -= 3 * -(-len(result.preview_png) // 3)  # base64's 4 characters per 3 bytes, in GLB bytes
         reexport = (lambda quality, size: pipeline.reexport(result, quality, size)) if result.textured else None
@@ -147,7 +112,7 @@ def _handle(job: dict) -> dict[str, Any]:
             options.output,
             reexport=reexport,
             budget=budget,
-            bucket=bucket,
+            bucket=delivery_config.bucket,
             prefix=str(job.get("id") or "job"),
         )
         progress("export", 1.0, f"Delivered {delivery.method}")
@@ -168,21 +133,16 @@ def startup_check() -> str:
     instead of failing every job.
     """
     started = time.perf_counter()
-    # Delivery configuration first: a malformed bucket must stop start-up
-    # before minutes of model loading, not fail the first finished job.
-    inline_budget_bytes()
-    BucketConfig.from_env()
+    DeliveryConfig.from_env()  # first: a malformed bucket stops start-up before minutes of model loading
     choice = get_pipeline().warm_up()
-    from pipeline import mesh
-
-    mesh.warm_up()
     return f"worker ready: model={choice.name} load_s={time.perf_counter() - started:.2f}"
 
 
 def _import_runpod() -> None:
-    """Run beside the model load: importing runpod costs ~1-2 s (aiohttp,
-    fastapi, boto3) and overlapping it cut ready time 6.75 -> 5.64 s in
-    bench/cold_start.py. Module imports in two threads are safe."""
+    """Run beside the model load: importing runpod (aiohttp, fastapi, boto3)
+    takes seconds, which overlap the load instead of adding to it
+    (bench/cold_start.py measures start-up; figures in the README, "Worker
+    cold start"). Module imports in two threads are safe."""
     import runpod  # noqa: F401
 
 
@@ -247,6 +207,9 @@ def _one_local_job(args: argparse.Namespace) -> bool:
     return bool(args.test_input) or os.path.isfile("test_input.json")
 
 
+_WRAPPED = "_hy3d_wrapped"  # marks runpod's shutdown handler once bound_runpod_shutdown wrapped it
+
+
 def bound_runpod_shutdown() -> None:
     """SIGTERM ends the worker within seconds, exit status 0, in every mode
     (``pipeline/shutdown.py`` says why it needs a handler at all).
@@ -266,14 +229,14 @@ def bound_runpod_shutdown() -> None:
     from pipeline import shutdown
 
     original = rp_scale.JobScaler.handle_shutdown
-    if getattr(original, "_hy3d_wrapped", False):
+    if getattr(original, _WRAPPED, False):
         return
 
     def handle_shutdown(self, signum, frame):
         original(self, signum, frame)
         shutdown.exit_when_idle(lambda: self.job_progress.get_job_count() > 0, shutdown.DEFAULT_STOP_GRACE_S, "worker")
 
-    handle_shutdown._hy3d_wrapped = True
+    setattr(handle_shutdown, _WRAPPED, True)  # a mark on the function itself: wrapping twice is a no-op
     rp_scale.JobScaler.handle_shutdown = handle_shutdown
 
 

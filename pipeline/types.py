@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Mapping
+
     import trimesh
     from PIL import Image
 
     from .options import GenerationOptions
     from .progress import ProgressCallback
+    from .service import ModelChoice
+    from .settings import Settings
 
 
 @dataclass
@@ -69,3 +73,29 @@ class GenerationResult:
     @property
     def file_size(self) -> int:
         return len(self.glb)
+
+
+class Generator(Protocol):
+    """What the app needs from whatever turns an image into a GLB: the local
+    :class:`pipeline.service.ImageTo3D`, or :class:`pipeline.runpod.remote.RemoteGenerator`
+    which hands each job to a deployed RunPod endpoint."""
+
+    settings: Settings  # the request defaults (HY3D_MODEL, HY3D_PROFILE) the widgets show
+
+    def choose_model(self, requested: str) -> ModelChoice:
+        """Which model serves ``requested``, with the sentence the banner shows."""
+        ...
+
+    def warm_up(self) -> ModelChoice:
+        """Load the configured model now rather than in the first request."""
+        ...
+
+    def generate(
+        self,
+        image: bytes,
+        options: GenerationOptions,
+        progress: ProgressCallback = ...,
+        views: Mapping[str, bytes] | None = None,
+    ) -> GenerationResult:
+        """Run one request end to end."""
+        ...

@@ -54,7 +54,7 @@ def test_remote_mode_without_api_key_is_refused(monkeypatch):
 
 
 def test_remote_mode_builds_a_remote_demo(monkeypatch):
-    from pipeline.remote import RemoteGenerator
+    from pipeline.runpod.remote import RemoteGenerator
 
     monkeypatch.setenv("HY3D_REMOTE_ENDPOINT", "abc123")
     monkeypatch.setenv("RUNPOD_API_KEY", "key")

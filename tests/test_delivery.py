@@ -18,8 +18,8 @@ from PIL import Image
 
 import worker
 from fakes.servers import free_port
-from pipeline.delivery import BucketConfig, DeliveryError, deliver
 from pipeline.errors import OptionsError
+from pipeline.runpod.delivery import BUCKET_VARS, BucketConfig, DeliveryError, deliver
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -239,3 +239,28 @@ def test_large_job_through_local_api_server_stays_under_run_limit(noisy_b64, tmp
     # base64 of the budget plus under 10 kB of JSON, and far below RunPod's 10 MiB /run cap.
     assert len(raw) <= 300_000 * 4 / 3 + 10_000
     assert len(raw) < 10 * 1024 * 1024
+
+
+def test_one_sentence_for_url_without_a_bucket_wherever_it_is_found(monkeypatch):
+    """The worker's early check and deliver()'s own are one check, with one sentence."""
+    from pipeline.runpod.delivery import delivery_for
+
+    with pytest.raises(DeliveryError) as early:
+        delivery_for("url")
+    with pytest.raises(DeliveryError) as late:
+        deliver(b"glTF", "url", reexport=None, budget=10, bucket=None, prefix="job")
+    assert str(early.value) == str(late.value)
+    assert str(early.value).endswith("BUCKET_SECRET_ACCESS_KEY and BUCKET_NAME.")
+
+
+def test_delivery_config_reads_the_budget_and_bucket_once(monkeypatch):
+    from pipeline.runpod.delivery import DeliveryConfig, delivery_for
+
+    monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.5")
+    assert delivery_for("auto") == DeliveryConfig(500_000, None)
+    values = ("http://127.0.0.1:9", "key", "secret", "models")
+    use_bucket(monkeypatch, dict(zip(BUCKET_VARS, values, strict=True)))
+    assert delivery_for("url") == DeliveryConfig(500_000, BucketConfig(*values))
+    monkeypatch.delenv("BUCKET_NAME")
+    with pytest.raises(OptionsError, match="BUCKET_NAME is not set"):
+        DeliveryConfig.from_env()

@@ -448,7 +448,7 @@ def test_silent_bucket_gives_up_within_the_upload_timeout(monkeypatch, small_b64
 
 @pytest.mark.slow
 def test_silent_bucket_default_bound_is_30_s(monkeypatch):
-    from pipeline.delivery import BucketConfig, DeliveryError, upload_glb
+    from pipeline.runpod.delivery import BucketConfig, DeliveryError, upload_glb
 
     with silent_endpoint() as endpoint:
         started = time.monotonic()

@@ -34,7 +34,7 @@ from pipeline.models import (
     VIEW_NAMES,
 )
 from pipeline.options import parse_options
-from pipeline.remote import build_input
+from pipeline.runpod.remote import build_input
 from pipeline.service import ImageTo3D
 from pipeline.settings import load_settings
 from pipeline.types import ShapeOutput

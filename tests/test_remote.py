@@ -22,7 +22,7 @@ from fakes.images import make_subject_png
 from fakes.servers import free_port, running_app
 from pipeline.errors import ImageError, OptionsError, PipelineError
 from pipeline.options import GenerationOptions, parse_options
-from pipeline.remote import (
+from pipeline.runpod.remote import (
     DEFAULT_BASE_URL,
     RemoteGenerator,
     RemoteSettings,

@@ -10,7 +10,7 @@ import trimesh
 
 import worker
 from fakes.images import make_subject_png
-from pipeline.errors import OutOfMemoryError
+from pipeline.errors import OptionsError, OutOfMemoryError
 
 RESPONSE_KEYS = {
     "model_base64",
@@ -220,3 +220,33 @@ def test_smooth_normals_by_default(subject_b64):
     smaller = worker.get_pipeline().reexport(result, 60, 256)
     assert len(smaller) < len(result.glb)
     assert _glb_attributes({"model_base64": base64.b64encode(smaller)}) == {"POSITION", "NORMAL", "TEXCOORD_0"}
+
+
+def test_startup_leaves_warm_up_to_the_pipeline(monkeypatch):
+    """Start-up reads the delivery settings, then asks the pipeline to warm up; it
+    warms no pipeline module itself (ImageTo3D.warm_up owns what that takes)."""
+    from pipeline import mesh
+    from pipeline.service import ModelChoice
+
+    for name in ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    calls = []
+    monkeypatch.setattr(mesh, "warm_up", lambda: calls.append("mesh"))
+    monkeypatch.setattr(worker.ImageTo3D, "warm_up", lambda self: calls.append("pipeline") or ModelChoice("draft", ""))
+    assert worker.startup_check().startswith("worker ready: model=draft")
+    assert calls == ["pipeline"]
+    monkeypatch.setenv("BUCKET_ENDPOINT_URL", "http://127.0.0.1:9")  # half-configured: stops before any loading
+    calls.clear()
+    with pytest.raises(OptionsError, match="half-configured"):
+        worker.startup_check()
+    assert calls == []
+
+
+def test_runpod_shutdown_is_wrapped_once(monkeypatch):
+    from runpod.serverless.modules import rp_scale
+
+    monkeypatch.setattr(rp_scale.JobScaler, "handle_shutdown", rp_scale.JobScaler.handle_shutdown)
+    worker.bound_runpod_shutdown()
+    wrapped = rp_scale.JobScaler.handle_shutdown
+    worker.bound_runpod_shutdown()
+    assert rp_scale.JobScaler.handle_shutdown is wrapped and getattr(wrapped, "_hy3d_wrapped", False)

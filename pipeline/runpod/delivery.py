@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .errors import OptionsError, PipelineError, echo
-from .settings import env_seconds
+from ..errors import OptionsError, PipelineError, echo
+from ..settings import env_seconds
 
 DEFAULT_INLINE_BUDGET_MB = 7.5
 # The largest budget whose base64 (4/3) plus 10 kB of JSON fits 10 MiB: 7.85 MB.
@@ -94,6 +94,42 @@ def inline_budget_bytes() -> int:
             f"(base64 of more would not fit RunPod's 10 MiB /run cap), got {echo(raw)}."
         )
     return int(megabytes * 1_000_000)
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """The delivery settings of this process: the inline budget and the bucket, if any."""
+
+    budget: int
+    bucket: BucketConfig | None
+
+    @classmethod
+    def from_env(cls) -> DeliveryConfig:
+        """Read and check ``HY3D_INLINE_BUDGET_MB``, the ``BUCKET_*`` variables and
+        ``HY3D_UPLOAD_TIMEOUT_S``: at start-up, so a malformed bucket stops the
+        worker before minutes of model loading, not the first finished job."""
+        return cls(inline_budget_bytes(), BucketConfig.from_env())
+
+    def check(self, mode: str) -> DeliveryConfig:
+        """Refuse an ``output`` mode that could never be delivered, before the models run."""
+        if mode == "url":
+            _bucket_for_url(self.bucket)
+        return self
+
+
+def delivery_for(mode: str) -> DeliveryConfig:
+    """A request's delivery settings, checked against its ``output`` mode: a job
+    that could never be returned fails in milliseconds, not after a minute."""
+    return DeliveryConfig.from_env().check(mode)
+
+
+def _bucket_for_url(bucket: BucketConfig | None) -> BucketConfig:
+    if bucket is None:
+        raise DeliveryError(
+            f"Field 'output' is 'url' but no bucket is configured; set {', '.join(BUCKET_VARS[:-1])} "
+            f"and {BUCKET_VARS[-1]}."
+        )
+    return bucket
 
 
 @dataclass
@@ -216,10 +252,7 @@ def deliver(
     a smaller texture; it is None for untextured results, which cannot shrink.
     """
     if mode == "url":
-        if bucket is None:
-            raise DeliveryError(
-                "Field 'output' is 'url' but no bucket is configured; set " + ", ".join(BUCKET_VARS) + "."
-            )
+        bucket = _bucket_for_url(bucket)
         url, expires = upload_glb(glb, bucket, prefix)
         return Delivery(glb, "url", model_url=url, expires_at=expires)
 

@@ -7,8 +7,9 @@ the worker's input fields, then ``GET /status/{id}`` until the job ends. The
 worker's ``progress_update`` dicts, which production ``/status`` carries as
 ``output`` while the job is ``IN_PROGRESS``, become the usual
 ``progress(stage, fraction, message)`` calls, and the response becomes the
-same :class:`GenerationResult` the local pipeline returns, so the app's code
-after ``generate`` does not change.
+same :class:`GenerationResult` the local pipeline returns
+(:func:`pipeline.response.from_response`), so the app's code after
+``generate`` does not change: both are a :class:`pipeline.types.Generator`.
 
 Every failure is a :class:`PipelineError` with one sentence for the user, and
 total time is bounded by ``HY3D_REMOTE_TIMEOUT_S``; a job abandoned for any
@@ -30,14 +31,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import ImageError, OptionsError, PipelineError
-from .options import GenerationOptions
-from .progress import ProgressCallback, null_progress
-from .settings import Settings, env_seconds, load_settings
-from .types import GenerationResult
+from ..errors import ImageError, OptionsError, PipelineError
+from ..options import GenerationOptions
+from ..progress import ProgressCallback, null_progress
+from ..response import from_response
+from ..settings import Settings, env_seconds, load_settings
+from ..types import GenerationResult
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .service import ModelChoice
+    from ..service import ModelChoice
 
 log = logging.getLogger(__name__)
 
@@ -206,39 +208,6 @@ def decode_model(output: dict[str, Any], job_id: str, timeout_s: float) -> bytes
     return glb
 
 
-def to_result(
-    output: dict[str, Any], glb: bytes, options: GenerationOptions, remote_timings: dict[str, float]
-) -> GenerationResult:
-    """The worker's response as the app's :class:`GenerationResult`."""
-    timings = {str(k): float(v) for k, v in (output.get("timings") or {}).items()}
-    return GenerationResult(
-        glb=glb,
-        textured=bool(output.get("textured", False)),
-        model=str(output.get("model", options.model)),
-        seed=int(output.get("seed", options.seed)),
-        profile=output.get("profile"),
-        faces=int(output.get("faces", 0)),
-        vertices=int(output.get("vertices", 0)),
-        timings={**timings, **remote_timings},
-        warnings=[str(w) for w in output.get("warnings") or []],
-        execution_time=float(output.get("execution_time", remote_timings.get("remote.round_trip", 0.0))),
-        options=options.to_dict(),
-        preview_png=_preview(output),
-    )
-
-
-def _preview(output: dict[str, Any]) -> bytes | None:
-    """The worker's preview PNG, if it sent a decodable one (it is a nicety: never fail a job over it)."""
-    encoded = output.get("preview_png_base64")
-    if not isinstance(encoded, str):
-        return None
-    try:
-        png = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return png if png.startswith(b"\x89PNG\r\n\x1a\n") else None
-
-
 class _ProgressRelay:
     """Turns successive ``/status`` answers into progress calls, skipping repeats."""
 
@@ -275,9 +244,9 @@ class _ProgressRelay:
 class RemoteGenerator:
     """Drop-in for :class:`pipeline.service.ImageTo3D` in the app, backed by RunPod.
 
-    ``settings`` (the local :class:`Settings`) keeps the widgets' defaults, and
-    :meth:`choose_model` gives the banner, so ``app.build_demo`` can take this
-    object where it takes the local pipeline.
+    Both are a :class:`pipeline.types.Generator`: ``settings`` (the local
+    :class:`Settings`) keeps the widgets' defaults, and :meth:`choose_model`
+    gives the banner.
     """
 
     def __init__(self, remote: RemoteSettings, settings: Settings | None = None) -> None:
@@ -289,9 +258,13 @@ class RemoteGenerator:
 
     def choose_model(self, requested: str) -> ModelChoice:
         """The banner notice; the model itself is chosen by the worker."""
-        from .service import ModelChoice
+        from ..service import ModelChoice
 
         return ModelChoice(requested, self.describe())
+
+    def warm_up(self) -> ModelChoice:
+        """Nothing loads here: the endpoint's workers load the models. The banner's choice, as the local pipeline's."""
+        return self.choose_model(self.settings.default_model)
 
     def health(self) -> dict[str, Any]:
         """RunPod's ``/health`` for the endpoint: a cheap start-up check of id and key."""
@@ -352,7 +325,7 @@ class RemoteGenerator:
         timings = {"remote.round_trip": round(time.monotonic() - started, 3)}
         if relay.queue_s is not None:
             timings["remote.queue"] = relay.queue_s
-        return to_result(output, glb, options, timings)
+        return from_response(output, glb, options, timings)
 
     def _wait(self, job, deadline: float, started: float, relay: _ProgressRelay) -> dict[str, Any]:
         """Poll ``/status`` until a terminal state or the deadline.
