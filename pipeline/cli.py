@@ -21,7 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import PipelineError, describe_failure
 from .models import VIEW_NAMES
@@ -29,6 +29,9 @@ from .options import FIELDS, FieldSpec, parse_options
 from .progress import STAGES
 from .views import FIELD as VIEWS_FIELD
 from .views import check_views, require_multiview, view_field
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tqdm import tqdm
 
 # Short spellings the README and the issue use for the two switches everyone flips.
 ALIASES = {"generate_texture": ("--texture",), "remove_background": ("--background",)}
@@ -156,17 +159,17 @@ class _StageBars:
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self.bar = None
+        self.bar: tqdm | None = None
         self.stage: str | None = None
 
     def __call__(self, stage: str, fraction: float, message: str = "") -> None:
         from tqdm import tqdm
 
-        if stage != self.stage:
+        if stage != self.stage or self.bar is None:
             self.close()
             self.stage = stage
             step = f"{STAGES.index(stage) + 1}/{len(STAGES)} " if stage in STAGES else ""
-            self.bar = tqdm(
+            self.bar = bar = tqdm(
                 total=100,
                 desc=f"{self.label} {step}{stage}",
                 unit="%",
@@ -174,11 +177,13 @@ class _StageBars:
                 bar_format="{desc:<40} {bar} {n_fmt}% {postfix}",
                 file=sys.stderr,
             )
+        else:
+            bar = self.bar
         target = round(100 * min(max(float(fraction), 0.0), 1.0))
-        if target > self.bar.n:
-            self.bar.update(target - self.bar.n)
+        if target > bar.n:
+            bar.update(target - bar.n)
         if message:
-            self.bar.set_postfix_str(message[:60], refresh=True)
+            bar.set_postfix_str(message[:60], refresh=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -238,7 +243,7 @@ def generate_main(argv: Sequence[str]) -> int:
             f"error: Cannot create the output folder {str(args.output_dir)!r} ({exc.strerror or exc}).", file=sys.stderr
         )
         return 1
-    failed, used = 0, set()
+    failed, used = 0, set[Path]()
     for name in args.images:
         image = Path(name)
         bars = _StageBars(image.name)
@@ -252,7 +257,7 @@ def generate_main(argv: Sequence[str]) -> int:
         bars.close()
         path = _out_path(args.output_dir, image, used)
         path.write_bytes(result.glb)
-        if getattr(result, "preview_png", None):  # --preview: the PNG beside its GLB
+        if result.preview_png:  # --preview: the PNG beside its GLB
             path.with_suffix(".png").write_bytes(result.preview_png)
         for warning in result.warnings:
             print(f"warning: {image}: {warning}", file=sys.stderr)

@@ -57,7 +57,7 @@ def resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise ImageError(f"Field 'image_url' host {host!r} could not be resolved ({exc}).") from None
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))  # str(): typeshed also allows (int, bytes) addresses
 
 
 def address_problem(address: Address, allow_private: bool) -> str | None:

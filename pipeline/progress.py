@@ -33,12 +33,14 @@ def throttled(callback: ProgressCallback, min_interval_s: float = 0.5) -> Progre
     ``/status`` and the browser only need a few updates a second. The first and
     last update of each stage always pass.
     """
-    state = {"stage": None, "t": 0.0}
+    last_stage: str | None = None
+    last_t = 0.0
 
     def report(stage: str, fraction: float, message: str = "") -> None:
+        nonlocal last_stage, last_t
         now = time.monotonic()
-        if stage != state["stage"] or fraction >= 1.0 or now - state["t"] >= min_interval_s:
-            state["stage"], state["t"] = stage, now
+        if stage != last_stage or fraction >= 1.0 or now - last_t >= min_interval_s:
+            last_stage, last_t = stage, now
             callback(stage, fraction, message)
 
     return report
