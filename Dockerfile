@@ -47,11 +47,13 @@ RUN pip install -c constraints.txt torch torchvision \
     && pip uninstall -y opencv-python \
     && pip install --no-deps "opencv-python-headless==${opencv}"
 
-# Optional baked weights. Only the weights CLI is copied first, so editing the
-# rest of the code does not invalidate this (large) layer.
+# Optional baked weights. Only the weights package and the three modules it
+# imports are copied first, so editing the rest of the code does not
+# invalidate this (large) layer.
 ARG DOWNLOAD_MODELS=false
 ARG MODEL=hunyuan3d-2-turbo
-COPY pipeline/__init__.py pipeline/errors.py pipeline/models.py pipeline/weights.py ./pipeline/
+COPY pipeline/__init__.py pipeline/errors.py pipeline/models.py pipeline/settings.py ./pipeline/
+COPY pipeline/weights ./pipeline/weights
 RUN if [ "$DOWNLOAD_MODELS" = "true" ]; then \
         python -m pipeline.weights download --model "$MODEL" --texture --rembg \
         && python -m pipeline.weights check --require "$MODEL"; \

@@ -1,4 +1,4 @@
-"""Catalogue of the shape models the service can run.
+"""Catalogue of the models the service can run: shape, paint and background removal.
 
 Pure data, no heavy imports: the options schema, the weights CLI and the
 backends all read it. Defaults follow upstream's app: 5 steps for a ``-turbo``
@@ -142,3 +142,7 @@ MODEL_CHOICES = (AUTO, DRAFT, *HUNYUAN_MODELS)
 PAINT_MODELS = ("hunyuan3d-paint-v2-0", "hunyuan3d-paint-v2-0-turbo")
 DEFAULT_PAINT_MODEL = "hunyuan3d-paint-v2-0"
 TEXTURE_SIZES = (512, 1024, 2048)
+
+# The background-removal model (REMBG_MODEL's default). Named explicitly:
+# rembg's own default is now bria-rmbg.
+DEFAULT_REMBG_MODEL = "u2net"

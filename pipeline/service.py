@@ -81,7 +81,7 @@ class ImageTo3D:
         if found is not None:
             return ModelChoice(found, f"Serving {found} (auto: the best Hunyuan3D variant whose weights are present).")
         searched = ", ".join(weights.searched_locations())
-        hint = "Download them with `python -m pipeline.weights download --model hunyuan3d-2-turbo`"
+        hint = f"Download them with `{weights.download_command('hunyuan3d-2-turbo')}`"
         if self.draft_fallback:
             return ModelChoice(
                 DRAFT,

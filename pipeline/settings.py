@@ -11,26 +11,48 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import overload
 
 from .errors import OptionsError, echo
-from .models import MODEL_CHOICES
+from .models import DEFAULT_REMBG_MODEL, MODEL_CHOICES
 
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 
 
+@overload
 def env_seconds(
     name: str,
     default: float,
+    *,
+    above: float = ...,
+    at_least: float | None = ...,
+    at_most: float = ...,
+    environ: Mapping[str, str] | None = ...,
+) -> float: ...
+@overload
+def env_seconds(
+    name: str,
+    default: None,
+    *,
+    above: float = ...,
+    at_least: float | None = ...,
+    at_most: float = ...,
+    environ: Mapping[str, str] | None = ...,
+) -> float | None: ...
+def env_seconds(
+    name: str,
+    default: float | None,
     *,
     above: float = 0.0,
     at_least: float | None = None,
     at_most: float = math.inf,
     environ: Mapping[str, str] | None = None,
-) -> float:
-    """A seconds-valued variable: unset means ``default``; anything but a
-    finite number within the bounds (above ``above``, or from ``at_least``,
-    and at most ``at_most``) is one configuration sentence."""
+) -> float | None:
+    """A seconds-valued variable: unset means ``default`` (None lets the caller
+    tell "unset" apart); anything but a finite number within the bounds (above
+    ``above``, or from ``at_least``, and at most ``at_most``) is one
+    configuration sentence."""
     raw = (os.environ if environ is None else environ).get(name, "").strip()
     if not raw:
         return default
@@ -71,8 +93,13 @@ class Settings:
     default_profile: int = 3
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-    rembg_model: str = "u2net"
+    rembg_model: str = DEFAULT_REMBG_MODEL
     device: str = "auto"
+
+
+def rembg_model_from_env() -> str:
+    """``REMBG_MODEL``, else the default; the weights CLI reads it without the rest of the settings."""
+    return os.environ.get("REMBG_MODEL", "").strip() or DEFAULT_REMBG_MODEL
 
 
 def load_settings() -> Settings:
@@ -92,6 +119,6 @@ def load_settings() -> Settings:
         default_profile=profile,
         max_image_bytes=env_int("HY3D_MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES),
         max_image_pixels=env_int("HY3D_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
-        rembg_model=os.environ.get("REMBG_MODEL", "").strip() or "u2net",
+        rembg_model=rembg_model_from_env(),
         device=device,
     )

@@ -90,12 +90,25 @@ def test_environment_and_build_args(dockerfile):
 
 
 def test_weights_layer_needs_only_the_files_it_copies(dockerfile, tmp_path):
-    """The download step runs before the rest of the package is copied."""
-    first = next(v for v in instructions(dockerfile, "COPY") if "pipeline/weights.py" in v)
-    *sources, _dest = shlex.split(first)
-    (tmp_path / "pipeline").mkdir()
-    for source in sources:
-        shutil.copy(ROOT / source, tmp_path / "pipeline" / Path(source).name)
+    """The download step runs before the rest of the package is copied: replay
+    every COPY above it (Docker's rules: a file lands in the destination
+    folder, a folder's contents do) and run the weights CLI from that tree."""
+    structure = dockerfile.structure
+    download = next(
+        n for n, i in enumerate(structure) if i["instruction"] == "RUN" and "pipeline.weights download" in i["value"]
+    )
+    copies = [i["value"] for i in structure[:download] if i["instruction"] == "COPY"]
+    assert any("pipeline/weights" in value for value in copies)
+    assert not any(shlex.split(value)[:-1] == ["pipeline"] for value in copies), "the whole package is copied"
+    for value in copies:
+        *sources, dest = shlex.split(value)
+        target = tmp_path / dest
+        for source in sources:
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+            else:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / source, target / Path(source).name)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.weights", "download", "--help"],

@@ -675,9 +675,9 @@ def test_download_writes_a_manifest_that_verify_uses(tmp_path, monkeypatch):
             write_tiny_shape_model(target, repo_id, sub)
         return target / repo_id
 
-    monkeypatch.setattr(weights, "_snapshot_download", fake_snapshot)
-    monkeypatch.setattr(weights, "require_network", lambda url, timeout: None)
-    monkeypatch.setattr(weights, "_offline", lambda: False)
+    monkeypatch.setattr(weights.fetch, "_snapshot_download", fake_snapshot)
+    monkeypatch.setattr(weights.fetch, "require_network", lambda url, timeout: None)
+    monkeypatch.setattr(weights.fetch, "_offline", lambda: False)
     weights.download("hunyuan3d-2", dest=dest, log=lambda line: None)
     folder = dest / "tencent/Hunyuan3D-2/hunyuan3d-dit-v2-0"
     manifest = json.loads((folder / weights.MANIFEST_FILE).read_text())

@@ -6,6 +6,7 @@ resolution only reads files, it never loads them.
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from safetensors.numpy import save_file
 from pipeline import weights
 from pipeline.errors import WeightsMissingError
 from pipeline.models import HUNYUAN_MODELS
+from pipeline.weights import fetch
 
 REPO = "tencent/Hunyuan3D-2"
 DIT = "hunyuan3d-dit-v2-0"
@@ -288,8 +290,8 @@ def test_partial_download_is_reported_and_never_present(roots, monkeypatch):
         return dest / repo_id
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(weights, "require_network", lambda url, timeout: None)
-    monkeypatch.setattr(weights, "_snapshot_download", partial)
+    monkeypatch.setattr(fetch, "require_network", lambda url, timeout: None)
+    monkeypatch.setattr(fetch, "_snapshot_download", partial)
     with pytest.raises(weights.DownloadError, match="incomplete"):
         weights.download("hunyuan3d-2", log=lambda _: None)
     assert weights.find_model("hunyuan3d-2") is None
@@ -312,8 +314,8 @@ def test_download_fetches_into_hy3dgen_layout(roots, monkeypatch):
         return dest / repo_id
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(weights, "require_network", lambda url, timeout: None)
-    monkeypatch.setattr(weights, "_snapshot_download", fake)
+    monkeypatch.setattr(fetch, "require_network", lambda url, timeout: None)
+    monkeypatch.setattr(fetch, "_snapshot_download", fake)
     weights.download("hunyuan3d-2mini-turbo", log=lambda _: None)
     assert calls == [
         ("tencent/Hunyuan3D-2mini", ["hunyuan3d-dit-v2-mini-turbo", "hunyuan3d-vae-v2-mini-turbo"], roots["hy3dgen"])
@@ -384,7 +386,7 @@ def test_failed_name_lookup_does_not_claim_a_wait(monkeypatch):
     def refuse(*_a, **_k):
         raise urllib.error.URLError(OSError(-2, "Name or service not known"))
 
-    monkeypatch.setattr(weights.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", refuse)
     with pytest.raises(weights.DownloadError) as caught:
         weights.require_network("https://nowhere.invalid", 15)
     assert "within" not in str(caught.value) and "Name or service not known" in str(caught.value)
@@ -392,7 +394,7 @@ def test_failed_name_lookup_does_not_claim_a_wait(monkeypatch):
     def slow(*_a, **_k):
         raise urllib.error.URLError(TimeoutError("timed out"))
 
-    monkeypatch.setattr(weights.urllib.request, "urlopen", slow)
+    monkeypatch.setattr(fetch.urllib.request, "urlopen", slow)
     with pytest.raises(weights.DownloadError, match="within 15 s"):
         weights.require_network("https://nowhere.invalid", 15)
 
@@ -415,6 +417,61 @@ def test_timeout_flag_wins_over_hub_variables_and_says_so(monkeypatch):
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "soon")
     with pytest.raises(weights.DownloadError, match="HF_HUB_ETAG_TIMEOUT must be a number of seconds"):
         weights.hub_timeouts(None)
+
+
+@pytest.mark.parametrize("raw", ["inf", "0", "-3", "nan"])
+def test_unusable_hub_timeout_is_one_sentence(monkeypatch, raw):
+    """An infinite timeout used to reach ``math.ceil`` and fail as "cannot convert
+    float infinity to integer"; every unusable value names the variable instead."""
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", raw)
+    with pytest.raises(weights.DownloadError) as caught:
+        weights.hub_timeouts(None)
+    assert str(caught.value) == (
+        f"Environment variable HF_HUB_DOWNLOAD_TIMEOUT must be a positive number of seconds, got '{raw}'."
+    )
+
+
+def test_download_command_spells_every_variant():
+    assert weights.download_command() == "python -m pipeline.weights download"
+    assert weights.download_command("hunyuan3d-2mv") == "python -m pipeline.weights download --model hunyuan3d-2mv"
+    assert weights.TEXTURE_DOWNLOAD_COMMAND == "python -m pipeline.weights download --texture"
+    assert weights.REMBG_DOWNLOAD_COMMAND == "python -m pipeline.weights download --rembg"
+    both = weights.download_command("hunyuan3d-2-turbo", texture=True, rembg=True)
+    assert both == "python -m pipeline.weights download --model hunyuan3d-2-turbo --texture --rembg"
+    # Every spelling parses as the CLI it names.
+    args = weights.cli._parser().parse_args(both.split()[3:])
+    assert (args.command, args.model, args.texture, args.rembg) == ("download", "hunyuan3d-2-turbo", True, True)
+
+
+def _string_literals(path: Path) -> list[str]:
+    """The string constants of a module, docstrings excepted."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_download_command_and_rembg_default_have_one_source():
+    """The download command is built only in pipeline.weights.commands and the rembg
+    default is named only in pipeline.models; every message uses them."""
+    sources = [*sorted((ROOT / "pipeline").rglob("*.py")), ROOT / "worker.py", ROOT / "app.py"]
+    for path in sources:
+        relative = path.relative_to(ROOT).as_posix()
+        literals = _string_literals(path)
+        if relative != "pipeline/weights/commands.py":
+            assert not [s for s in literals if "pipeline.weights download" in s], relative
+        if relative != "pipeline/models.py":
+            assert "u2net" not in literals, relative
 
 
 def test_download_prints_the_licence_notice(roots, monkeypatch, capsys):

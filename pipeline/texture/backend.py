@@ -72,23 +72,27 @@ from ..errors import (
     OptionsError,
     OutOfMemoryError,
     PipelineError,
-    WeightsMissingError,
     failed_stage,
     tag_stage,
 )
 from ..memory import PROFILES, texture_models, unpatched_safetensors
-from ..models import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
+from ..models import DEFAULT_PAINT_MODEL, TEXTURE_SIZES
+from ..models import PAINT_MODELS as PAINT_MODELS  # re-exported: tests read tb.PAINT_MODELS
 from ..progress import ProgressCallback, null_progress
 from ..progress import RunLog as _Run
 from ..settings import Settings, load_settings
+
+# The texture weight lookups live in pipeline.weights; texture_weights_present is
+# re-exported because pipeline.service imports it from here (bench/hardening.py patches it here).
 from ..weights import (
-    TEXTURE_REPO,
+    DELIGHT_SUBFOLDER,
+    TEXTURE_DOWNLOAD_COMMAND,
+    TextureWeights,
     check_weights_finite,
-    described_candidates,
-    diffusers_folder_complete,
-    find_folder,
-    searched_roots_text,
+    resolve_texture_weights,
 )
+from ..weights import check_paint_model as _check_paint_model
+from ..weights import texture_weights_present as texture_weights_present
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -96,8 +100,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-DELIGHT_SUBFOLDER = "hunyuan3d-delight-v2-0"
-TEXTURE_DOWNLOAD_COMMAND = "python -m pipeline.weights download --texture"
 STAGE = "texture"  # the progress stage every update is reported under
 ROUGHNESS = 0.9  # as the exporter's: baked textures carry their own shading
 # hy3dgen's delight guidance (Light_Shadow_Remover.__init__), set here because that __init__ is skipped.
@@ -114,54 +116,6 @@ _SPANS = {
     "bake": (0.85, 0.95),
     "inpaint": (0.95, 1.0),
 }
-
-
-# -- weights ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TextureWeights:
-    """The two local folders one paint variant needs."""
-
-    paint_model: str
-    delight: Path
-    paint: Path
-
-
-def _check_paint_model(paint_model: str) -> None:
-    if paint_model not in PAINT_MODELS:
-        raise OptionsError(f"Field 'paint_model' must be one of {', '.join(PAINT_MODELS)}, got {paint_model!r}.")
-
-
-def _find(subfolder: str) -> Path | None:
-    found = find_folder(TEXTURE_REPO, subfolder, diffusers_folder_complete)
-    return found[0] if found else None
-
-
-def find_texture_weights(paint_model: str = DEFAULT_PAINT_MODEL) -> TextureWeights | None:
-    """Both folders if they are complete on disk, else None. Reads the local disk only."""
-    _check_paint_model(paint_model)
-    delight, paint = _find(DELIGHT_SUBFOLDER), _find(paint_model)
-    return TextureWeights(paint_model, delight, paint) if delight and paint else None
-
-
-def texture_weights_present(paint_model: str = DEFAULT_PAINT_MODEL) -> bool:
-    """Whether texturing with ``paint_model`` can run (lets the orchestrator skip it with a warning)."""
-    return find_texture_weights(paint_model) is not None
-
-
-def resolve_texture_weights(paint_model: str = DEFAULT_PAINT_MODEL) -> TextureWeights:
-    """The folders, or :class:`WeightsMissingError` naming what is missing, where it looked and the fix."""
-    found = find_texture_weights(paint_model)
-    if found is not None:
-        return found
-    missing = [sub for sub in (DELIGHT_SUBFOLDER, paint_model) if _find(sub) is None]
-    searched = [path for sub in missing for path in described_candidates(TEXTURE_REPO, sub)]
-    raise WeightsMissingError(
-        f"Texture weights ({TEXTURE_REPO}: {', '.join(missing)}) are not complete on disk "
-        f"(searched {searched_roots_text()}); download them with `{TEXTURE_DOWNLOAD_COMMAND}`.",
-        searched=searched,
-    )
 
 
 # -- request-level settings -------------------------------------------------------------
