@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import WeightsDamagedError
 from ..models import HUNYUAN_MODELS
-from .assets import TEXTURE_REPO, TEXTURE_SUBFOLDERS
+from .assets import TEXTURE_SUBFOLDERS, find_texture_folder
 from .commands import download_command
-from .folders import diffusers_folder_complete, find_folder
 from .shape import find_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,9 +140,9 @@ def verify_assets() -> list[FileCheck]:
         if found is not None:
             folders += [found.dit.folder] + ([found.vae.folder] if found.vae else [])
     for sub in TEXTURE_SUBFOLDERS:
-        hit = find_folder(TEXTURE_REPO, sub, diffusers_folder_complete)
-        if hit is not None:
-            folders.append(hit[0])
+        texture = find_texture_folder(sub)
+        if texture is not None:
+            folders.append(texture)
     return [verify_file(path) for folder in dict.fromkeys(folders) for path in asset_files(folder)]
 
 
