@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.backends.draft import inflate_silhouette
+from pipeline.mesh.inflate import inflate_silhouette
 
 MAX_FACES = 40000
 

@@ -58,7 +58,7 @@ def figure_subject():
 
 def draft_subject():
     from bench.draft import figure_image
-    from pipeline.backends.draft import inflate_silhouette
+    from pipeline.mesh.inflate import inflate_silhouette
 
     return inflate_silhouette(figure_image(1024), FACES, textured=True)
 

@@ -148,7 +148,7 @@ def with_cap(edges: float) -> Callable:
     """``ours`` with the chart boundary capped at ``edges`` mean edge lengths instead of the service's value."""
 
     def unwrap(mesh) -> Unwrap:
-        from pipeline import mesh as chain
+        from pipeline.mesh import uv as chain  # unwrap_uv reads the cap from its own module
 
         saved = chain.UV_BOUNDARY_EDGES
         chain.UV_BOUNDARY_EDGES = edges

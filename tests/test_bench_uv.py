@@ -7,7 +7,7 @@ import re
 import pytest
 
 from bench import uv as bench
-from pipeline import mesh as chain
+from pipeline.mesh import uv as chain
 
 
 @pytest.mark.slow

@@ -17,9 +17,10 @@ import pytest
 import trimesh
 from PIL import Image
 
-from pipeline.backends import draft
-from pipeline.backends.draft import DEPTH_RATIO, EXTENT, MAX_TEXTURE, DraftBackend, inflate_silhouette
+from pipeline.backends.draft import DraftBackend
 from pipeline.errors import InputError
+from pipeline.mesh import inflate
+from pipeline.mesh.inflate import DEPTH_RATIO, EXTENT, MAX_TEXTURE, inflate_silhouette
 from pipeline.options import GenerationOptions
 from pipeline.types import ShapeOutput
 
@@ -309,13 +310,13 @@ def test_thin_subject_gets_a_finer_grid_and_a_hairline_is_refused() -> None:
 
 
 def test_failed_decimation_falls_back_to_a_coarser_closed_mesh(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = draft.fast_simplification.simplify
+    real = inflate.fast_simplification.simplify
 
     def leaky(points: np.ndarray, triangles: np.ndarray, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
         small_points, small_faces = real(points, triangles, **kwargs)
         return small_points, small_faces[1:]  # a hole: no longer watertight
 
-    monkeypatch.setattr(draft.fast_simplification, "simplify", leaky)
+    monkeypatch.setattr(inflate.fast_simplification, "simplify", leaky)
     mesh = inflate_silhouette(disc(), 3000)
     assert_closed_body(mesh, 3000)
     assert len(mesh.faces) > 1000  # the coarser grid still uses a fair share of the budget
