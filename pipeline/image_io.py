@@ -16,6 +16,7 @@ import io
 import re
 import threading
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, ImageOps, UnidentifiedImageError
@@ -287,7 +288,8 @@ def has_real_transparency(img: Image.Image) -> bool:
     if "A" not in img.getbands() and "transparency" not in img.info:
         return False
     alpha = img.getchannel("A") if "A" in img.getbands() else img.convert("RGBA").getchannel("A")
-    low, _ = alpha.getextrema()
+    # One band gives (min, max); the stubs type every mode's extrema at once.
+    low, _ = cast("tuple[int, int]", alpha.getextrema())
     if low >= _ALPHA_THRESHOLD:
         return False
     below = sum(alpha.histogram()[:_ALPHA_THRESHOLD])
