@@ -9,10 +9,11 @@ The view is three-quarter front (35 degrees to the subject's left, 20 degrees
 above), lit by one soft key light plus ambient and shaded with the smooth
 (welded) vertex normals the GLB carries, on a transparent background. On a
 closed mesh the faces turned away from the camera are culled first (half the
-rasterizer's work). One sample per pixel: supersampling 2x for soft edges
-cost 3-4x the time and broke the 0.5 s target at 40k faces on a 2-core CPU
-(measured in this session's first trial). The PNG is RGBA, or a palette PNG
-when that would pass 150 KB (:func:`encode_preview_png` says why).
+rasterizer's work). One sample per pixel: supersampling for soft edges broke
+the time target. The PNG is RGBA, or a palette PNG when that would pass
+150 KB (:func:`encode_preview_png` says why). Time and size against a naive
+baseline: ``bench/preview.py``, reported in the README's "Performance"
+section ("Preview image").
 """
 
 from __future__ import annotations
@@ -127,10 +128,10 @@ def _front_faces(welded, local: np.ndarray, faces: np.ndarray) -> np.ndarray:
 @contextlib.contextmanager
 def _one_torch_thread() -> Iterator[None]:
     """Run torch single-threaded for a moment. The preview's tensors are small
-    (one 512x512 frame): on the 2-core development machine under load, two
-    intra-op threads made a 40k-face render 0.69 s -> 3.8 s wall (1.3 s of
-    CPU against 0.25 s), in bench/preview.py. The pipeline serialises requests
-    (ImageTo3D's lock), so no other torch work runs meanwhile."""
+    (one 512x512 frame): on a loaded 2-core machine two intra-op threads made
+    a render several times slower in wall time (bench/preview.py; the README's
+    "Preview image" figures). The pipeline serialises requests (ImageTo3D's
+    lock), so no other torch work runs meanwhile."""
     import torch
 
     previous = torch.get_num_threads()
@@ -204,10 +205,9 @@ def encode_preview_png(rgba: np.ndarray, max_bytes: int = MAX_PREVIEW_BYTES) -> 
     with per-entry alpha; else 16 colours at 4 bits a pixel, which at 512x512
     cannot pass 132 KB however noisy the picture.
 
-    Measured in bench/preview.py: the draft figure (smooth colours) is 57 KB as
-    RGBA, where a palette would band visibly; the Hunyuan-like figure with a
-    detailed baked texture is 187 KB as RGBA, over the 150 KB target, and 59 KB
-    as a palette PNG, whose banding its texture detail hides.
+    Smooth colours (the draft figure) fit as RGBA, where a palette would band
+    visibly; a detailed baked texture does not, and its detail hides the
+    palette's banding (sizes: bench/preview.py, the README's "Preview image").
     """
     from PIL import Image
 
