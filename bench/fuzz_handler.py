@@ -47,8 +47,8 @@ def main(argv=None) -> int:
     from hypothesis import HealthCheck, given, settings
 
     import worker
+    from fakes.hostile import check_response, payloads
     from fakes.images import make_subject_png
-    from tests.test_hardening import _payloads, check_response
 
     logging.disable(logging.CRITICAL)  # the handler logs every internal failure's traceback
     image = base64.b64encode(make_subject_png(64)).decode()
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
-    @given(_payloads(image))
+    @given(payloads(image))
     def prop(payload):
         response = worker.handler({"id": "fuzz", "input": payload})
         check_response(response)

@@ -19,13 +19,10 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
@@ -67,116 +64,29 @@ def _png(size: int = 64) -> bytes:
     return buf.getvalue()
 
 
-def _sendable(response) -> bool:
-    try:
-        json.dumps(response, ensure_ascii=False).encode("utf-8")  # what runpod's rp_http posts
-        return True
-    except (UnicodeEncodeError, ValueError):
-        return False
-
-
-class _Raises:
-    name = "draft"
-
-    def __init__(self, exc):
-        self.exc, self.calls = exc, 0
-
-    def generate(self, image, options, progress):
-        self.calls += 1
-        raise self.exc
-
-
-class _Plain:
-    name = "draft"
-
-    def generate(self, image, options, progress):
-        import trimesh
-
-        from pipeline.types import ShapeOutput
-
-        return ShapeOutput(trimesh.creation.icosphere(subdivisions=2), model="draft", textured=False)
-
-
 def _job(worker, payload):
     worker._PIPELINE = None
     return worker.handler({"id": "bench", "input": payload})
 
 
-@contextmanager
-def _silent():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held, stop = [], threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(2)
-        for conn in held:
-            conn.close()
-        server.close()
-
-
-@contextmanager
-def _failing():
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def _fail(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body = b"<Error><Code>InternalError</Code></Error>"
-            self.send_response(500)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_PUT = do_POST = do_GET = do_HEAD = _fail
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _bucket_env(endpoint: str) -> None:
-    os.environ.update(
-        {
-            "BUCKET_ENDPOINT_URL": endpoint,
-            "BUCKET_ACCESS_KEY_ID": "k",
-            "BUCKET_SECRET_ACCESS_KEY": "s",
-            "BUCKET_NAME": "models",
-        }
-    )
+    from fakes.hostile import bucket_env
+
+    os.environ.update(bucket_env(endpoint))
 
 
 def _no_bucket() -> None:
-    for name in ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME"):
+    from fakes.hostile import BUCKET_ENV
+
+    for name in BUCKET_ENV:
         os.environ.pop(name, None)
 
 
 def probe_worker(rows: dict, b64: str, slow: bool) -> None:
     import worker
+    from fakes.hostile import PlainShapeBackend, RaisingBackend, failing_endpoint, is_sendable, silent_endpoint
 
-    rows["surrogate_field_sendable"] = _sendable(_job(worker, {"image": b64, "\ud800": 1}))
+    rows["surrogate_field_sendable"] = is_sendable(_job(worker, {"image": b64, "\ud800": 1}))
     for label, payload in {
         "model_10e4299": {"image": b64, "model": 10**4299},
         "bool_10e4299": {"image": b64, "generate_texture": 10**4299},
@@ -186,7 +96,7 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
         rows[f"error_chars.{label}"] = len(_job(worker, payload)["error"])
     worker._PIPELINE = None
     pipe = worker.get_pipeline()
-    pipe._backends["draft"] = _Raises(ValueError("y" * 5000))
+    pipe._backends["draft"] = RaisingBackend(ValueError("y" * 5000))
     rows["error_chars.raw_exception_5000"] = len(
         worker.handler({"id": "b", "input": {"image": b64, "model": "draft", "remove_background": False}})["error"]
     )
@@ -200,7 +110,7 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
     for label, message in (("cuda_error", "CUDA error: out of memory"), ("cublas", "CUBLAS_STATUS_ALLOC_FAILED")):
         worker._PIPELINE = None
         pipe = worker.get_pipeline()
-        pipe._backends["draft"] = _Raises(RuntimeError(message))
+        pipe._backends["draft"] = RaisingBackend(RuntimeError(message))
         result = worker.handler({"id": "b", "input": {"image": b64, "model": "draft", "remove_background": False}})
         rows[f"oom_refresh_worker.{label}"] = bool(result.get("refresh_worker"))
 
@@ -218,7 +128,7 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
     try:
         worker._PIPELINE = None
         pipe = worker.get_pipeline()
-        pipe._backends["draft"] = _Plain()
+        pipe._backends["draft"] = PlainShapeBackend()
         result = worker.handler(
             {"id": "b", "input": {"image": b64, "model": "draft", "remove_background": False, "texture_size": 512}}
         )
@@ -231,18 +141,18 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
     _bucket_env("not a url")
     worker._PIPELINE = None
     pipe = worker.get_pipeline()
-    counting = _Raises(AssertionError("ran"))
+    counting = RaisingBackend(AssertionError("ran"))
     pipe._backends["draft"] = counting
     result = worker.handler({"id": "b", "input": dict(base)})
     rows["malformed_bucket_url"] = f"model ran={counting.calls > 0}; error={result['error'][:70]!r}"
-    with _failing() as endpoint:
+    with failing_endpoint() as (endpoint, _):
         _bucket_env(endpoint)
         started = time.monotonic()
         result = _job(worker, dict(base))
         rows["bucket_500_s"] = round(time.monotonic() - started, 1)
         rows["bucket_500_error_chars"] = len(result.get("error", ""))
     if slow:
-        with _silent() as endpoint:
+        with silent_endpoint() as endpoint:
             _bucket_env(endpoint)
             started = time.monotonic()
             _job(worker, dict(base))
@@ -266,20 +176,12 @@ def _start_up_outcome(done: subprocess.CompletedProcess) -> str:
 
 
 def probe_weights(rows: dict, b64: str, repo: Path, scratch: Path) -> None:
-    import struct
-
-    import numpy as np
-
     import worker
+    from fakes.hostile import corrupt_tensor_bytes
 
     models = scratch / "damaged"
     folder = _tiny_model(models)
-    weights_file = folder / "model.fp16.safetensors"
-    data = bytearray(weights_file.read_bytes())
-    (header_len,) = struct.unpack("<Q", data[:8])
-    start = 8 + header_len
-    data[start:] = np.random.default_rng(0).integers(0, 256, len(data) - start, dtype=np.uint8).tobytes()
-    weights_file.write_bytes(bytes(data))
+    corrupt_tensor_bytes(folder / "model.fp16.safetensors")
     os.environ["HY3DGEN_MODELS"] = str(models)
     env = dict(os.environ)
     check = subprocess.run(
@@ -339,11 +241,7 @@ def probe_app(rows: dict) -> None:
     import requests
 
     import app
-
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
+    from fakes.servers import free_port
 
     extra = getattr(app, "launch_kwargs", None)
     for auth in (None, ("qa", "s3cret")):

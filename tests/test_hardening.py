@@ -13,13 +13,9 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -27,13 +23,24 @@ import trimesh
 from PIL import Image
 
 import worker
+from fakes.hostile import (
+    BUCKET_ENV,
+    PlainShapeBackend,
+    RaisingBackend,
+    bucket_env,
+    check_response,
+    corrupt_tensor_bytes,
+    failing_endpoint,
+    one_sentence,
+    payloads,
+    sendable,
+    silent_endpoint,
+)
 from fakes.images import make_subject_png
 from fakes.servers import free_port
 from pipeline.errors import MAX_MESSAGE_CHARS, bound_message, echo, is_out_of_memory
-from pipeline.types import ShapeOutput
 
 ROOT = Path(__file__).resolve().parents[1]
-BUCKET_ENV = ("BUCKET_ENDPOINT_URL", "BUCKET_ACCESS_KEY_ID", "BUCKET_SECRET_ACCESS_KEY", "BUCKET_NAME")
 
 
 @pytest.fixture(autouse=True)
@@ -50,17 +57,6 @@ def small_b64() -> str:
 
 def run(payload) -> dict:
     return worker.handler({"id": "hardening", "input": payload})
-
-
-def sendable(response: dict) -> None:
-    """What RunPod's SDK does with a result (rp_http: ensure_ascii=False, then UTF-8)."""
-    json.dumps(response, ensure_ascii=False).encode("utf-8")
-    json.dumps(response).encode("utf-8")
-
-
-def one_sentence(message: str) -> None:
-    assert isinstance(message, str) and 0 < len(message) <= MAX_MESSAGE_CHARS, (len(message), message[:200])
-    assert "\n" not in message and "Traceback" not in message
 
 
 # -- 1. results that can always be sent ---------------------------------------------------
@@ -157,19 +153,9 @@ def test_control_character_mime_type_is_bounded():
     assert "\x07" not in response["error"]
 
 
-class _Exploding:
-    name = "draft"
-
-    def __init__(self, exc):
-        self.exc = exc
-
-    def generate(self, image, options, progress):
-        raise self.exc
-
-
 def test_raw_exception_text_is_cut_and_the_stage_named(small_b64):
     pipe = worker.get_pipeline()
-    pipe._backends["draft"] = _Exploding(ValueError("y" * 5029 + "\ud800"))
+    pipe._backends["draft"] = RaisingBackend(ValueError("y" * 5029 + "\ud800"))
     response = run({"image": small_b64, "model": "draft", "remove_background": False})
     one_sentence(response["error"])
     sendable(response)
@@ -178,7 +164,7 @@ def test_raw_exception_text_is_cut_and_the_stage_named(small_b64):
 
 def test_internal_errors_never_show_server_paths(small_b64, tmp_path):
     pipe = worker.get_pipeline()
-    pipe._backends["draft"] = _Exploding(FileNotFoundError(2, "No such file", str(tmp_path / "secret" / "x.bin")))
+    pipe._backends["draft"] = RaisingBackend(FileNotFoundError(2, "No such file", str(tmp_path / "secret" / "x.bin")))
     response = run({"image": small_b64, "model": "draft", "remove_background": False})
     assert str(tmp_path) not in response["error"] and "<path>" in response["error"]
 
@@ -204,15 +190,6 @@ def test_echo_and_bound_helpers():
 # -- 3. texture failures keep the shape ----------------------------------------------------
 
 
-class _PlainShape:
-    """A shape backend whose mesh comes back untextured, so texturing runs."""
-
-    name = "draft"
-
-    def generate(self, image, options, progress):
-        return ShapeOutput(trimesh.creation.icosphere(subdivisions=2), model="draft", textured=False)
-
-
 TEXTURE_STAGES = ("load", "delight", "uv", "render", "multiview", "bake", "inpaint")
 
 
@@ -229,7 +206,7 @@ def texture_pipeline(monkeypatch, tmp_path):
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
     monkeypatch.setattr(tb, "_BACKENDS", {})
     pipe = worker.get_pipeline()
-    pipe._backends["draft"] = _PlainShape()
+    pipe._backends["draft"] = PlainShapeBackend()
     return tb
 
 
@@ -337,7 +314,7 @@ def test_cuda_texture_oom_keeps_its_stage(texture_pipeline, monkeypatch, small_b
 def test_every_oom_spelling_asks_for_a_fresh_worker(small_b64, error):
     """Outside the Hunyuan backends (here: the draft slot) these were "Internal error" without refresh."""
     pipe = worker.get_pipeline()
-    pipe._backends["draft"] = _Exploding(error)
+    pipe._backends["draft"] = RaisingBackend(error)
     response = run({"image": small_b64, "model": "draft", "remove_background": False})
     assert response["refresh_worker"] is True and "profile" in response["error"]
 
@@ -367,70 +344,8 @@ def test_oom_while_delivering_asks_for_a_fresh_worker(small_b64, monkeypatch):
 # -- 4/5. bucket uploads are bounded and validated first ----------------------------------------
 
 
-@contextmanager
-def silent_endpoint():
-    """A loopback socket that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-                held.append(conn)
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(timeout=2)
-        for conn in held:
-            conn.close()
-        server.close()
-
-
-@contextmanager
-def failing_endpoint():
-    """A loopback HTTP server that answers every request with 500."""
-    hits = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _fail(self):
-            hits.append(self.command)
-            length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
-            body = b"<Error><Code>InternalError</Code><Message>boom</Message></Error>"
-            self.send_response(500)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_PUT = do_POST = do_GET = do_HEAD = _fail
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
 def use_bucket(monkeypatch, endpoint: str) -> None:
-    for name, value in zip(BUCKET_ENV, (endpoint, "k", "s", "models"), strict=True):
+    for name, value in bucket_env(endpoint).items():
         monkeypatch.setenv(name, value)
 
 
@@ -491,23 +406,12 @@ def test_upload_to_moto_still_works_with_the_bounded_client(monkeypatch, small_b
         server.stop()
 
 
-class _Counting:
-    name = "draft"
-
-    def __init__(self):
-        self.calls = 0
-
-    def generate(self, image, options, progress):
-        self.calls += 1
-        raise AssertionError("the model ran")
-
-
 @pytest.mark.parametrize(
     "url", ["not a url", "ftp://host/x", "http://", "http://:9000", "http://host:99999", "s3.example.com"]
 )
 def test_malformed_bucket_url_fails_before_any_model_runs(monkeypatch, small_b64, url):
     use_bucket(monkeypatch, url)
-    counting = _Counting()
+    counting = RaisingBackend(AssertionError("the model ran"))
     worker.get_pipeline()._backends["draft"] = counting
     for output in ("auto", "url", "inline"):
         response = run({"image": small_b64, "model": "draft", "remove_background": False, "output": output})
@@ -551,26 +455,13 @@ def test_malformed_bucket_url_stops_start_up_in_one_line(tmp_path):
 # -- 6/7. damaged weights and config.yaml are named ----------------------------------------------
 
 
-def _corrupt_tensor_bytes(path: Path) -> None:
-    """Overwrite a safetensors file's tensor data with garbage, keeping its size and header."""
-    import struct
-
-    import numpy as np
-
-    data = bytearray(path.read_bytes())
-    (header_len,) = struct.unpack("<Q", data[:8])
-    start = 8 + header_len
-    data[start:] = np.random.default_rng(0).integers(0, 256, len(data) - start, dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-
-
 @pytest.fixture
 def damaged_root(tmp_path, monkeypatch) -> Path:
     from fakes.tiny_hunyuan import write_tiny_shape_model
 
     root = tmp_path / "hy3dgen"
     folder = write_tiny_shape_model(root)
-    _corrupt_tensor_bytes(folder / "model.fp16.safetensors")
+    corrupt_tensor_bytes(folder / "model.fp16.safetensors")
     monkeypatch.setenv("HY3DGEN_MODELS", str(root))
     monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "runpod"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -731,59 +622,6 @@ def test_garbage_config_yaml_stops_start_up_in_one_line(garbage_config, tmp_path
 # -- the property: any JSON in any field ------------------------------------------------------
 
 
-def _json_values():
-    from hypothesis import strategies as st
-
-    surrogate = st.integers(0xD800, 0xDFFF).map(chr)
-    text = st.text(alphabet=st.one_of(st.characters(), surrogate), max_size=80)
-    huge = st.one_of(
-        st.integers(),
-        st.integers(min_value=10**300, max_value=10**5000),
-        st.integers(min_value=-(10**5000), max_value=-(10**300)),
-        st.just(10**4299),
-    )
-    scalars = st.one_of(
-        st.none(), st.booleans(), huge, st.floats(allow_nan=True, allow_infinity=True), text, st.just("x" * 5000)
-    )
-    return st.recursive(
-        scalars,
-        lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(text, inner, max_size=4)),
-        max_leaves=8,
-    )
-
-
-def _payloads(image_b64: str):
-    from hypothesis import strategies as st
-
-    from pipeline.options import FIELDS, FIELDS_BY_NAME
-
-    surrogate = st.integers(0xD800, 0xDFFF).map(chr)
-    names = st.one_of(
-        st.sampled_from([f.name for f in FIELDS]), st.text(alphabet=st.one_of(st.characters(), surrogate), max_size=30)
-    )
-    good = {name: st.sampled_from(spec.choices) for name, spec in FIELDS_BY_NAME.items() if spec.choices}
-    value_for = lambda name: st.one_of(_json_values(), good.get(name, _json_values()))  # noqa: E731
-    fields = names.flatmap(lambda name: st.tuples(st.just(name), value_for(name)))
-    image = st.one_of(st.just(image_b64), _json_values())
-    return st.tuples(image, st.lists(fields, max_size=5)).map(
-        lambda pair: (
-            {"image": pair[0], **dict(pair[1]), "max_faces": 1000, "generate_texture": False}
-            if len(pair[1]) % 3 == 0
-            else {"image": pair[0], **dict(pair[1])}
-        )
-    )
-
-
-def check_response(response) -> None:
-    """The handler's contract, for any input."""
-    assert isinstance(response, dict)
-    sendable(response)
-    if "error" in response:
-        one_sentence(response["error"])
-    else:
-        assert response["format"] == "glb" and base64.b64decode(response["model_base64"])[:4] == b"glTF"
-
-
 def test_handler_property_any_json_in_any_field(small_b64, monkeypatch):
     """Hypothesis over the handler: a model or one bounded sentence, always sendable, never a raise."""
     from hypothesis import HealthCheck, given, settings
@@ -797,7 +635,7 @@ def test_handler_property_any_json_in_any_field(small_b64, monkeypatch):
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
-    @given(_payloads(small_b64))
+    @given(payloads(small_b64))
     def prop(payload):
         check_response(worker.handler({"id": "fuzz", "input": payload}))
 
@@ -812,11 +650,11 @@ def test_damaged_texture_weights_give_the_untextured_shape_naming_the_folder(tmp
     root = tmp_path / "hy3dgen"
     write_tiny_texture_models(root, ("hunyuan3d-paint-v2-0",))
     delight = root / REPO_ID / DELIGHT_SUBFOLDER
-    _corrupt_tensor_bytes(next((delight / "unet").glob("*.safetensors")))
+    corrupt_tensor_bytes(next((delight / "unet").glob("*.safetensors")))
     monkeypatch.setenv("HY3DGEN_MODELS", str(root))
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
     monkeypatch.setattr(tb, "_BACKENDS", {})
-    worker.get_pipeline()._backends["draft"] = _PlainShape()
+    worker.get_pipeline()._backends["draft"] = PlainShapeBackend()
     response = run({"image": small_b64, "model": "draft", "remove_background": False, "texture_size": 512})
     assert "error" not in response and response["textured"] is False
     warning = next(w for w in response["warnings"] if w.startswith("Texturing failed"))
