@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ import requests
 from PIL import Image
 
 import worker
-from fakes.servers import free_port
+from fakes.s3 import moto_s3
+from fakes.worker_api import worker_api_server
 from pipeline.errors import OptionsError
 from pipeline.runpod.delivery import BUCKET_VARS, BucketConfig, DeliveryError, deliver
 
@@ -41,25 +41,8 @@ def noisy_b64() -> str:
 @pytest.fixture(scope="module")
 def s3():
     """moto's S3 server on a free loopback port, with one bucket."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-    ).create_bucket(Bucket="models")
-    try:
-        yield {
-            "BUCKET_ENDPOINT_URL": endpoint,
-            "BUCKET_ACCESS_KEY_ID": "test",
-            "BUCKET_SECRET_ACCESS_KEY": "test",
-            "BUCKET_NAME": "models",
-        }
-    finally:
-        server.stop()
+    with moto_s3() as bucket:
+        yield bucket
 
 
 @pytest.fixture(autouse=True)
@@ -200,39 +183,11 @@ def test_no_s3_client_is_never_a_url_or_a_local_file(monkeypatch, tmp_path):
 def test_large_job_through_local_api_server_stays_under_run_limit(noisy_b64, tmp_path):
     import os
 
-    port = free_port()
     env = dict(os.environ, HY3D_MODEL="draft", HY3D_INLINE_BUDGET_MB="0.3", RUNPOD_LOG_LEVEL="INFO")
     env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "worker.py"),
-            "--rp_serve_api",
-            "--rp_api_host",
-            "127.0.0.1",
-            "--rp_api_port",
-            str(port),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                requests.get(url + "/docs", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.3)
+    with worker_api_server(tmp_path, env, tmp_path / "server.log") as url:
         body = {"input": {"image": noisy_b64, "max_faces": 5000, "remove_background": False}}
         raw = requests.post(url + "/runsync", json=body, timeout=180).content
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
     result = json.loads(raw)
     assert result["status"] == "COMPLETED", result
     assert result["output"]["file_size"] <= 300_000

@@ -37,7 +37,8 @@ from fakes.hostile import (
     silent_endpoint,
 )
 from fakes.images import make_subject_png
-from fakes.servers import free_port
+from fakes.s3 import moto_s3
+from fakes.worker_api import worker_api_server
 from pipeline.errors import MAX_MESSAGE_CHARS, bound_message, echo, is_out_of_memory
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,42 +80,15 @@ def test_surrogates_in_values_and_warnings_are_sendable(small_b64):
 @pytest.mark.slow
 def test_surrogate_job_through_runpods_local_api_server_is_not_lost(tmp_path):
     """The SDK posts the result itself; before, it failed to encode and the job had no result."""
-    port = free_port()
-    env = dict(os.environ, HY3D_MODEL="draft", RUNPOD_LOG_LEVEL="INFO")
-    env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
-    with open(tmp_path / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "worker.py"),
-                "--rp_serve_api",
-                "--rp_api_host",
-                "127.0.0.1",
-                "--rp_api_port",
-                str(port),
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     import requests
 
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                requests.get(url + "/docs", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.3)
+    env = dict(os.environ, HY3D_MODEL="draft", RUNPOD_LOG_LEVEL="INFO")
+    env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
+    with worker_api_server(tmp_path, env, tmp_path / "server.log") as url:
         body = '{"input": {"image": "' + base64.b64encode(make_subject_png(64)).decode() + '", "\\ud800": 1}}'
         reply = requests.post(
             url + "/runsync", data=body.encode(), headers={"Content-Type": "application/json"}, timeout=60
         )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
     assert reply.status_code == 200, reply.text[:500]
     result = reply.json()
     assert result["status"] == "FAILED" and "Unknown field '\\ud800'" in result["error"], result
@@ -349,13 +323,18 @@ def use_bucket(monkeypatch, endpoint: str) -> None:
         monkeypatch.setenv(name, value)
 
 
+def _timed_url_job(monkeypatch, endpoint: str, image_b64: str) -> tuple[dict, float]:
+    """A draft job delivered as a URL to the bucket at ``endpoint``: the response and its seconds."""
+    use_bucket(monkeypatch, endpoint)
+    started = time.monotonic()
+    response = run({"image": image_b64, "model": "draft", "remove_background": False, "output": "url"})
+    return response, time.monotonic() - started
+
+
 def test_silent_bucket_gives_up_within_the_upload_timeout(monkeypatch, small_b64):
     monkeypatch.setenv("HY3D_UPLOAD_TIMEOUT_S", "3")
     with silent_endpoint() as endpoint:
-        use_bucket(monkeypatch, endpoint)
-        started = time.monotonic()
-        response = run({"image": small_b64, "model": "draft", "remove_background": False, "output": "url"})
-        elapsed = time.monotonic() - started
+        response, elapsed = _timed_url_job(monkeypatch, endpoint, small_b64)
     one_sentence(response["error"])
     assert "HY3D_UPLOAD_TIMEOUT_S" in response["error"] and "3 s" in response["error"]
     assert elapsed < 3 + 2.5, elapsed  # the draft job itself takes well under a second
@@ -376,34 +355,21 @@ def test_silent_bucket_default_bound_is_30_s(monkeypatch):
 def test_bucket_answering_500_fails_in_one_sentence(monkeypatch, small_b64):
     monkeypatch.setenv("HY3D_UPLOAD_TIMEOUT_S", "10")
     with failing_endpoint() as (endpoint, hits):
-        use_bucket(monkeypatch, endpoint)
-        started = time.monotonic()
-        response = run({"image": small_b64, "model": "draft", "remove_background": False, "output": "url"})
-        elapsed = time.monotonic() - started
+        response, elapsed = _timed_url_job(monkeypatch, endpoint, small_b64)
     one_sentence(response["error"])
     assert "500" in response["error"] and "InternalError" in response["error"]
     assert len(hits) == 2 and elapsed < 10  # bounded retry: two attempts, then the sentence
 
 
 def test_upload_to_moto_still_works_with_the_bounded_client(monkeypatch, small_b64):
-    import boto3
     import requests
-    from moto.server import ThreadedMotoServer
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1"
-        ).create_bucket(Bucket="models")
-        use_bucket(monkeypatch, endpoint)
+    with moto_s3() as bucket:
+        for name, value in bucket.items():
+            monkeypatch.setenv(name, value)
         response = run({"image": small_b64, "model": "draft", "remove_background": False, "output": "url"})
         assert response.get("output") == "url", response
         assert requests.get(response["model_url"], timeout=10).content[:4] == b"glTF"
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(
@@ -435,6 +401,16 @@ def _worker_start(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "worker.py")], cwd=tmp_path, env=full, capture_output=True, text=True, timeout=300
     )
+
+
+def _hunyuan_start_up_failure(tmp_path: Path) -> str:
+    """Start the worker on the hunyuan3d-2 weights under HY3DGEN_MODELS; it must exit 1
+    with exactly one stderr line that is not a log record. Returns that line."""
+    done = _worker_start(tmp_path, HY3D_MODEL="hunyuan3d-2", HY3DGEN_MODELS=os.environ["HY3DGEN_MODELS"])
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip() and " INFO " not in line]
+    assert len(lines) == 1, done.stderr[-3000:]
+    return lines[0]
 
 
 @pytest.mark.slow
@@ -582,11 +558,8 @@ def test_download_writes_a_manifest_that_verify_uses(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_start_up_with_garbage_tensors_exits_with_one_line(damaged_root, tmp_path):
-    done = _worker_start(tmp_path, HY3D_MODEL="hunyuan3d-2", HY3DGEN_MODELS=os.environ["HY3DGEN_MODELS"])
-    assert done.returncode == 1
-    lines = [line for line in done.stderr.splitlines() if line.strip() and " INFO " not in line]
-    assert len(lines) == 1, done.stderr[-3000:]
-    assert lines[0].startswith(f"worker start-up failed: Weights file {damaged_root / 'model.fp16.safetensors'}")
+    line = _hunyuan_start_up_failure(tmp_path)
+    assert line.startswith(f"worker start-up failed: Weights file {damaged_root / 'model.fp16.safetensors'}")
 
 
 @pytest.fixture
@@ -611,12 +584,9 @@ def test_garbage_config_yaml_is_one_sentence_in_a_request(garbage_config, small_
 
 @pytest.mark.slow
 def test_garbage_config_yaml_stops_start_up_in_one_line(garbage_config, tmp_path):
-    done = _worker_start(tmp_path, HY3D_MODEL="hunyuan3d-2", HY3DGEN_MODELS=os.environ["HY3DGEN_MODELS"])
-    assert done.returncode == 1
-    lines = [line for line in done.stderr.splitlines() if line.strip() and " INFO " not in line]
-    assert len(lines) == 1, done.stderr[-3000:]
-    assert lines[0].startswith(f"worker start-up failed: Model config {garbage_config} is not valid YAML")
-    assert lines[0].endswith("restore it or download the model again.")
+    line = _hunyuan_start_up_failure(tmp_path)
+    assert line.startswith(f"worker start-up failed: Model config {garbage_config} is not valid YAML")
+    assert line.endswith("restore it or download the model again.")
 
 
 # -- the property: any JSON in any field ------------------------------------------------------

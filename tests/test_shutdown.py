@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from fakes.servers import free_port
+from fakes.worker_api import worker_api_command
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -125,19 +126,7 @@ def test_app_exits_cleanly_on_sigterm(tmp_path):
 
 def test_worker_local_api_exits_cleanly_on_sigterm(tmp_path):
     port = free_port()
-    face = Face(
-        [
-            sys.executable,
-            str(ROOT / "worker.py"),
-            "--rp_serve_api",
-            "--rp_api_host",
-            "127.0.0.1",
-            "--rp_api_port",
-            str(port),
-        ],
-        _env(),
-        tmp_path / "worker.log",
-    )
+    face = Face(worker_api_command(port), _env(), tmp_path / "worker.log")
     try:
         _wait_http(face, f"http://127.0.0.1:{port}/docs")
         elapsed, status = face.terminate_and_time()

@@ -8,14 +8,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 import trimesh
 
-from fakes.servers import free_port
+from fakes.worker_api import worker_api_server
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -30,44 +29,9 @@ def worker_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory):
-    port = free_port()
     log_path = tmp_path_factory.mktemp("worker") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "worker.py"),
-                "--rp_serve_api",
-                "--rp_api_host",
-                "127.0.0.1",
-                "--rp_api_port",
-                str(port),
-            ],
-            cwd=log_path.parent,
-            env=worker_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"worker API server exited early:\n{log_path.read_text()[-3000:]}")
-            try:
-                requests.get(url + "/docs", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("worker API server did not start within 90 s")
+    with worker_api_server(log_path.parent, worker_env(), log_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def check_glb_output(output: dict) -> None:
