@@ -19,7 +19,7 @@ import pytest
 import worker
 from fakes.fake_runpod import FakeRunPod
 from fakes.images import make_subject_png
-from fakes.servers import free_port
+from fakes.s3 import moto_s3
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -41,27 +41,10 @@ def node() -> str:
 
 @pytest.fixture
 def bucket(monkeypatch):
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-    ).create_bucket(Bucket="models")
-    for name, value in {
-        "BUCKET_ENDPOINT_URL": endpoint,
-        "BUCKET_ACCESS_KEY_ID": "test",
-        "BUCKET_SECRET_ACCESS_KEY": "test",
-        "BUCKET_NAME": "models",
-    }.items():
-        monkeypatch.setenv(name, value)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
+    with moto_s3() as env:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield env["BUCKET_ENDPOINT_URL"]
 
 
 def describe(fake: FakeRunPod) -> dict:

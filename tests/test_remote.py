@@ -19,6 +19,7 @@ import trimesh
 import worker
 from fakes.fake_runpod import FakeRunPod
 from fakes.images import make_subject_png
+from fakes.s3 import moto_s3
 from fakes.servers import free_port, running_app
 from pipeline.errors import ImageError, OptionsError, PipelineError
 from pipeline.options import GenerationOptions, parse_options
@@ -423,18 +424,9 @@ def test_remote_job_with_model_url_output():
 @pytest.mark.slow
 def test_bucket_delivery_through_real_worker_and_moto(monkeypatch):
     """Worker over its inline budget uploads to S3 (moto); the app downloads the presigned URL."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    s3.start()
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-        ).create_bucket(Bucket="models")
-        for name, value in zip(BUCKET_VARS, (endpoint, "test", "test", "models"), strict=True):
+    with moto_s3() as bucket:
+        endpoint = bucket["BUCKET_ENDPOINT_URL"]
+        for name, value in bucket.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("HY3D_INLINE_BUDGET_MB", "0.01")
         with FakeRunPod() as fake:
@@ -443,8 +435,6 @@ def test_bucket_delivery_through_real_worker_and_moto(monkeypatch):
         assert output["output"] == "url" and output["model_url"].startswith(endpoint + "/models/")
         assert len(result.glb) == output["file_size"] > 10_000
         assert len(glb_mesh(result.glb).faces) == result.faces
-    finally:
-        s3.stop()
 
 
 # -- the Gradio app over a RemoteGenerator -------------------------------------
