@@ -1,11 +1,14 @@
 """Shared helpers for the benchmarks and their tests: a deterministic test
 subject (an occupancy grid like hy3dgen's decoder produces), a detailed
-synthetic texture, and a surface-distance metric.
-
-Nothing here is timed; it only builds inputs and measures outputs.
+synthetic texture, a surface-distance metric, and the median-of-runs timer
+the CPU benchmarks share.
 """
 
 from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -175,3 +178,16 @@ def surface_error(result, reference, samples: int = 100_000, seed: int = 0) -> d
     diag = float(np.linalg.norm(reference.bounds[1] - reference.bounds[0]))
     both = np.concatenate([d_ab, d_ba])
     return {"mean": float(both.mean() / diag), "max": float(both.max() / diag)}
+
+
+def median_seconds(fn: Callable[[], object], runs: int, *, warm_up: bool = False) -> float:
+    """Median wall seconds of ``runs`` calls of ``fn``; ``warm_up`` makes one
+    untimed call first (allocations, kernel choice)."""
+    if warm_up:
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

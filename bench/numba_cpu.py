@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common import median_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "host"
 
@@ -73,15 +75,6 @@ def _photo_and_mask(quick: bool):
     return Image.fromarray(photo), Image.fromarray(mask)
 
 
-def _median_s(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def child(mode: str, runs: int, quick: bool) -> dict:
     import numba
 
@@ -102,12 +95,12 @@ def child(mode: str, runs: int, quick: bool) -> dict:
     start = time.perf_counter()
     mesh_vertex_inpaint(**case)
     out["inpaint_first_call_s"] = time.perf_counter() - start
-    out["inpaint_s"] = _median_s(lambda: mesh_vertex_inpaint(**case), runs)
-    out["inpaint_loop_s"] = _median_s(lambda: vertex_colours(**case), runs)
+    out["inpaint_s"] = median_seconds(lambda: mesh_vertex_inpaint(**case), runs)
+    out["inpaint_loop_s"] = median_seconds(lambda: vertex_colours(**case), runs)
     photo, mask = _photo_and_mask(quick)
     cutout = lambda: rembg.bg.alpha_matting_cutout(photo, mask, 240, 10, 10)  # noqa: E731 - rembg's defaults
     cutout()
-    out["alpha_matting_s"] = _median_s(cutout, max(1, runs // 2))
+    out["alpha_matting_s"] = median_seconds(cutout, max(1, runs // 2))
     return out
 
 

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,8 @@ from torch.nn import functional as F
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import median_seconds
 
 SIZE = 320  # rembg's U2netSession input
 
@@ -158,16 +158,6 @@ def export_random_u2net(path: Path, seed: int = 0) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _median(fn, runs: int) -> float:
-    fn()  # first run: allocations, kernel choice
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -193,10 +183,10 @@ def main(argv: list[str] | None = None) -> dict:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            net_s = _median(lambda session=session: session.run(None, feed), args.runs)
+            net_s = median_seconds(lambda session=session: session.run(None, feed), args.runs, warm_up=True)
             os.environ["OMP_NUM_THREADS"] = str(threads or os.cpu_count())  # rembg sizes its session from this
             rembg_session = rembg.new_session("u2net_custom", model_path=str(path))
-            remove_s = _median(lambda s=rembg_session: rembg.remove(photo, session=s), args.runs)
+            remove_s = median_seconds(lambda s=rembg_session: rembg.remove(photo, session=s), args.runs, warm_up=True)
             results[threads] = {"session_run_s": net_s, "rembg_remove_s": remove_s}
             print(
                 f"threads={threads or 'all'}: session.run {net_s:.3f} s, rembg.remove (1024 px photo) "
