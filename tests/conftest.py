@@ -49,3 +49,18 @@ def subject_b64(subject_png: bytes) -> str:
     import base64
 
     return base64.b64encode(subject_png).decode()
+
+
+@pytest.fixture
+def loopback_only_network(monkeypatch):
+    """Any socket connection beyond loopback fails the test (proof that nothing reaches for the network)."""
+    import socket
+
+    real = socket.create_connection
+
+    def loopback_only(address, *args, **kwargs):
+        if address[0] not in ("127.0.0.1", "localhost", "::1"):
+            raise AssertionError(f"tried to open a network connection to {address}")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", loopback_only)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 import time
 
 import numpy as np
@@ -29,19 +28,11 @@ def models_root(tmp_path_factory):
 
 
 @pytest.fixture
-def weights_present(models_root, monkeypatch):
+def weights_present(models_root, monkeypatch, loopback_only_network):
     monkeypatch.setenv("HY3DGEN_MODELS", str(models_root))
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
     monkeypatch.setattr(worker, "_PIPELINE", None)
 
-    real = socket.create_connection
-
-    def loopback_only(address, *args, **kwargs):
-        if address[0] not in ("127.0.0.1", "localhost", "::1"):
-            raise AssertionError(f"tried to open a network connection to {address}")
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", loopback_only)
     return models_root
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 import time
 
 import numpy as np
@@ -321,18 +320,10 @@ def family_root(tmp_path_factory):
 
 
 @pytest.fixture
-def family(family_root, monkeypatch):
+def family(family_root, monkeypatch, loopback_only_network):
     monkeypatch.setenv("HY3DGEN_MODELS", str(family_root))
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
     monkeypatch.setattr(worker, "_PIPELINE", None)
-    real = socket.create_connection
-
-    def loopback_only(address, *args, **kwargs):
-        if address[0] not in ("127.0.0.1", "localhost", "::1"):
-            raise AssertionError(f"tried to open a network connection to {address}")
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", loopback_only)
     return family_root
 
 

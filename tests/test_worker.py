@@ -9,6 +9,7 @@ import pytest
 import trimesh
 
 import worker
+from fakes.hostile import RaisingBackend
 from fakes.images import make_subject_png
 from pipeline.errors import OptionsError, OutOfMemoryError
 
@@ -141,28 +142,18 @@ def test_env_model_draft_serves_auto_requests(subject_b64, monkeypatch):
     assert response["model"] == "draft"
 
 
-class _Exploding:
-    name = "draft"
-
-    def __init__(self, exc):
-        self.exc = exc
-
-    def generate(self, image, options, progress):
-        raise self.exc
-
-
 def test_oom_asks_for_higher_profile_and_refresh(subject_b64, monkeypatch):
     class OutOfMemoryErrorLike(RuntimeError):
         pass
 
     OutOfMemoryErrorLike.__name__ = "OutOfMemoryError"
     pipe = worker.get_pipeline()
-    pipe._backends["draft"] = _Exploding(OutOfMemoryErrorLike("CUDA out of memory. Tried to allocate 2 GiB"))
+    pipe._backends["draft"] = RaisingBackend(OutOfMemoryErrorLike("CUDA out of memory. Tried to allocate 2 GiB"))
     response = run({"image": subject_b64, "model": "draft", "remove_background": False})
     assert response["refresh_worker"] is True
     assert "profile" in response["error"]
 
-    pipe._backends["draft"] = _Exploding(OutOfMemoryError("GPU out of memory while decoding; raise 'profile'."))
+    pipe._backends["draft"] = RaisingBackend(OutOfMemoryError("GPU out of memory while decoding; raise 'profile'."))
     response = run({"image": subject_b64, "model": "draft", "remove_background": False})
     assert response == {"error": "GPU out of memory while decoding; raise 'profile'.", "refresh_worker": True}
 
@@ -170,7 +161,7 @@ def test_oom_asks_for_higher_profile_and_refresh(subject_b64, monkeypatch):
 def test_worker_keeps_serving_after_failures(subject_b64):
     pipe = worker.get_pipeline()
     real = pipe.backend("draft")
-    pipe._backends["draft"] = _Exploding(ValueError("boom"))
+    pipe._backends["draft"] = RaisingBackend(ValueError("boom"))
     failed = run({"image": subject_b64, "model": "draft", "remove_background": False})
     # One sentence naming the stage; the traceback goes to the log, not the caller.
     assert failed == {
