@@ -117,24 +117,24 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
     # Texture failure after the shape is done.
     import pipeline.texture.backend as tb
 
-    saved = tb.texture_weights_present, tb.get_texture_backend
+    saved = tb.texture_weights_present
 
     class Painter:
         def paint(self, *args, **kwargs):
             raise RuntimeError("bake exploded")
 
     tb.texture_weights_present = lambda *a, **k: True
-    tb.get_texture_backend = lambda *a, **k: Painter()
     try:
         worker._PIPELINE = None
         pipe = worker.get_pipeline()
         pipe._backends["draft"] = PlainShapeBackend()
+        pipe.texture_backend = lambda *a, **k: Painter()
         result = worker.handler(
             {"id": "b", "input": {"image": b64, "model": "draft", "remove_background": False, "texture_size": 512}}
         )
         rows["texture_failure"] = "error" if "error" in result else f"model returned, textured={result['textured']}"
     finally:
-        tb.texture_weights_present, tb.get_texture_backend = saved
+        tb.texture_weights_present = saved
 
     # Buckets.
     base = {"image": b64, "model": "draft", "remove_background": False, "output": "url", "max_faces": 2000}

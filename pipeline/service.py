@@ -1,7 +1,8 @@
 """The one pipeline object the faces share: image in, GLB out.
 
 ``ImageTo3D`` is created once per process. It owns the background remover and
-a cache of shape backends, so every model loads once and is reused. Both faces
+the process's only backend cache (shape backends by name, texture backends by
+paint model), so every model loads once and is reused. Both faces
 call :meth:`ImageTo3D.generate` with validated :class:`GenerationOptions` and
 translate :class:`GenerationResult` into their own wire format.
 """
@@ -14,9 +15,10 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from . import GENERATOR
+from .backends.lifecycle import ModelBackend
 from .errors import (
     InputError,
     PipelineError,
@@ -26,7 +28,7 @@ from .errors import (
     failed_stage,
     is_out_of_memory,
 )
-from .models import AUTO, AUTO_MULTIVIEW_PREFERENCE, DRAFT, MULTIVIEW_MODELS
+from .models import AUTO, AUTO_MULTIVIEW_PREFERENCE, DEFAULT_PAINT_MODEL, DRAFT, MULTIVIEW_MODELS
 from .options import GenerationOptions
 from .progress import ProgressCallback, RunLog, null_progress
 from .settings import Settings, load_settings
@@ -34,6 +36,8 @@ from .types import GenerationResult, ShapeBackend
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
+
+    from .texture.backend import TextureBackend
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,8 @@ class ImageTo3D:
     def __init__(self, settings: Settings | None = None, *, draft_fallback: bool = True) -> None:
         self.settings = settings or load_settings()
         self.draft_fallback = draft_fallback
-        self._backends: dict[str, ShapeBackend] = {}
+        self._backends: dict[str, ShapeBackend] = {}  # shape backends by model name
+        self._textures: dict[str, TextureBackend] = {}  # texture backends by paint model
         self._background = None
         self._lock = threading.Lock()
         self._restart_requested = False  # set by a GPU OOM the request survived (texturing)
@@ -117,7 +122,7 @@ class ImageTo3D:
         )
 
     def backend(self, name: str) -> ShapeBackend:
-        """The cached backend for ``name``, creating (and loading) it once."""
+        """The cached backend for ``name``, creating it once (its models load on first use)."""
         backend = self._backends.get(name)
         if backend is None:
             from .backends import create_backend
@@ -126,24 +131,62 @@ class ImageTo3D:
             self._backends[name] = backend
         return backend
 
+    def texture_backend(self, paint_model: str = DEFAULT_PAINT_MODEL) -> TextureBackend:
+        """The cached texture backend for ``paint_model``, created on first use
+        (its models load on its first ``paint`` or ``load``).
+
+        Only one variant keeps its models: asking for another releases the rest,
+        because two sets (6.6 GiB fp16 each) rarely fit beside the shape model.
+        A missing model raises :class:`WeightsMissingError` each time, so weights
+        added later are found.
+        """
+        from .texture.backend import TextureBackend
+
+        backend = self._textures.get(paint_model)
+        if backend is None:
+            # The constructor refuses an unknown paint model and missing weights (nothing is cached then).
+            backend = self._textures[paint_model] = TextureBackend(self.settings, paint_model)
+        for other in self._textures.values():
+            if other is not backend and other.loaded:
+                other.release()
+        return backend
+
+    def use_texture_backend(self, backend: TextureBackend) -> None:
+        """Serve ``backend`` for its paint model from now on (benches: fewer
+        sampling steps), releasing the one it replaces."""
+        old = self._textures.get(backend.paint_model)
+        if old is not None and old is not backend:
+            old.release()
+        self._textures[backend.paint_model] = backend
+
+    def release(self) -> None:
+        """Release every cached backend's models (and on CUDA their GPU memory)
+        and forget the backends; the next request creates and loads them again."""
+        for backend in [*self._backends.values(), *self._textures.values()]:
+            if isinstance(backend, ModelBackend):
+                backend.release()
+        self._backends.clear()
+        self._textures.clear()
+
     def warm_up(self, model: str | None = None) -> ModelChoice:
-        """Load the configured model now (worker start-up) rather than in the first request."""
+        """Load the configured model now (worker start-up) rather than in the
+        first request, and pay the mesh code's one-off costs (imports, numba)."""
+        from . import mesh
+
         choice = self.choose_model(model or self.settings.default_model, at_startup=model is None)
         backend = self.backend(choice.name)
-        load = getattr(backend, "load", None)
-        if callable(load):
-            load()
+        backend.load()
+        mesh.warm_up()
         if _under_mmgp(backend):
             # Requests are textured by default: loading the texture models now
             # lets the first request profile both pipelines at once instead of
             # reloading the shape model to add them (pipeline.memory).
-            from .models import DEFAULT_PAINT_MODEL
-            from .texture.backend import get_texture_backend, texture_weights_present
+            from .texture.backend import texture_weights_present
 
             if texture_weights_present(DEFAULT_PAINT_MODEL):
                 from .memory import PROFILES
 
-                texture = get_texture_backend(DEFAULT_PAINT_MODEL, self.settings)
+                texture = self.texture_backend(DEFAULT_PAINT_MODEL)
                 texture.load()
                 PROFILES.include(shape=backend, texture=texture)
         return choice
@@ -217,7 +260,7 @@ class ImageTo3D:
         with run.timed("shape"):
             if rgba_views:
                 shape = backend.generate(rgba, options, progress, views=rgba_views)
-            else:
+            else:  # the single-view call every backend (and test stand-in) takes
                 shape = backend.generate(rgba, options, progress)
         warnings.extend(shape.warnings)
         progress("shape", 1.0, f"Shape: {len(shape.mesh.faces)} faces")
@@ -365,12 +408,7 @@ class ImageTo3D:
         weights do not fail the job: the untextured model comes back with a
         warning saying what is missing and how to fetch it. Returns the mesh
         and the rasterizer that baked it (None when nothing was painted)."""
-        from .texture.backend import (
-            DELIGHT_SUBFOLDER,
-            TEXTURE_DOWNLOAD_COMMAND,
-            get_texture_backend,
-            texture_weights_present,
-        )
+        from .texture.backend import DELIGHT_SUBFOLDER, TEXTURE_DOWNLOAD_COMMAND, texture_weights_present
 
         if not texture_weights_present(options.paint_model):
             warnings.append(
@@ -380,7 +418,7 @@ class ImageTo3D:
             )
             return mesh, None
         try:
-            result = get_texture_backend(options.paint_model, self.settings).paint(
+            result = self.texture_backend(options.paint_model).paint(
                 mesh, rgba, options.texture_size, progress, profile=options.profile
             )
         except Exception as exc:  # noqa: BLE001 - a texture failure must not throw the finished shape away
@@ -390,7 +428,7 @@ class ImageTo3D:
         timings.update(result.timings)
         return result.mesh, result.rasterizer
 
-    def _profile_both(self, backend, options: GenerationOptions, timings: dict) -> None:
+    def _profile_both(self, backend: ModelBackend, options: GenerationOptions, timings: dict) -> None:
         """On CUDA, put the request's profile over the shape model and the
         texture models in one mmgp call before any model runs: a textured
         request brings the texture models in (loading them the first time), a
@@ -399,20 +437,21 @@ class ImageTo3D:
         side's reload is reported as ``texture.load`` even when the request
         paints nothing."""
         from .memory import PROFILES
-        from .texture.backend import get_texture_backend, texture_weights_present
+        from .texture.backend import texture_weights_present
 
         texture = None
         if options.generate_texture and texture_weights_present(options.paint_model):
-            texture = get_texture_backend(options.paint_model, self.settings)
+            texture = self.texture_backend(options.paint_model)
         PROFILES.use(options.profile, shape=backend, texture=texture)
         member = PROFILES.texture
         if not options.generate_texture and member is not None and member._load_s:
             timings["load"], member._load_s = round(member._load_s, 4), 0.0
 
 
-def _under_mmgp(backend) -> bool:
-    """Whether ``backend`` runs under mmgp memory profiles (Hunyuan3D on CUDA)."""
-    return callable(getattr(backend, "mmgp_models", None)) and getattr(backend, "device", None) == "cuda"
+def _under_mmgp(backend: ShapeBackend) -> TypeGuard[ModelBackend]:
+    """Whether ``backend`` runs under mmgp memory profiles (Hunyuan3D on CUDA).
+    The class check also admits stand-ins that only implement ``generate``."""
+    return isinstance(backend, ModelBackend) and backend.under_mmgp
 
 
 def _per_view(run: RunLog, stage: str, views: dict):

@@ -35,12 +35,25 @@ class ShapeOutput:
 
 
 class ShapeBackend(Protocol):
-    """What the orchestrator needs from a backend. Implementations load their
-    models once (in ``__init__`` or lazily on first call) and are reused."""
+    """What the orchestrator needs from a backend. Implementations are created
+    once per process (:class:`pipeline.service.ImageTo3D` caches them), build
+    their models in :meth:`load` or on the first call, and are reused."""
 
     name: str
 
-    def generate(self, image: Image.Image, options: GenerationOptions, progress: ProgressCallback) -> ShapeOutput: ...
+    def load(self) -> None:
+        """Build the models now (start-up) instead of in the first request; idempotent."""
+        ...
+
+    def generate(
+        self,
+        image: Image.Image,
+        options: GenerationOptions,
+        progress: ProgressCallback,
+        views: Mapping[str, Image.Image] | None = None,
+    ) -> ShapeOutput:
+        """The mesh for ``image``; ``views`` (left/back/right) only for a multi-view model."""
+        ...
 
 
 @dataclass

@@ -178,7 +178,6 @@ def texture_pipeline(monkeypatch, tmp_path):
     fake_folders(models, "hunyuan3d-delight-v2-0", "hunyuan3d-paint-v2-0")
     monkeypatch.setenv("HY3DGEN_MODELS", str(models))
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
-    monkeypatch.setattr(tb, "_BACKENDS", {})
     pipe = worker.get_pipeline()
     pipe._backends["draft"] = PlainShapeBackend()
     return tb
@@ -260,7 +259,9 @@ def test_cuda_texture_oom_keeps_its_stage(texture_pipeline, monkeypatch, small_b
     """On CUDA the backend turns the OOM into OutOfMemoryError; the stage survives that."""
     import torch
 
-    monkeypatch.setattr(texture_pipeline, "free_cuda_memory", lambda: None)
+    from pipeline.backends import lifecycle
+
+    monkeypatch.setattr(lifecycle, "free_cuda_memory", lambda: None)
     real_init = texture_pipeline.TextureBackend.__init__
 
     def on_cuda(self, *args, **kwargs):
@@ -615,7 +616,6 @@ def test_handler_property_any_json_in_any_field(small_b64, monkeypatch):
 @pytest.mark.slow
 def test_damaged_texture_weights_give_the_untextured_shape_naming_the_folder(tmp_path, monkeypatch, small_b64):
     from fakes.tiny_paint import DELIGHT_SUBFOLDER, REPO_ID, write_tiny_texture_models
-    from pipeline.texture import backend as tb
 
     root = tmp_path / "hy3dgen"
     write_tiny_texture_models(root, ("hunyuan3d-paint-v2-0",))
@@ -623,7 +623,6 @@ def test_damaged_texture_weights_give_the_untextured_shape_naming_the_folder(tmp
     corrupt_tensor_bytes(next((delight / "unet").glob("*.safetensors")))
     monkeypatch.setenv("HY3DGEN_MODELS", str(root))
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
-    monkeypatch.setattr(tb, "_BACKENDS", {})
     worker.get_pipeline()._backends["draft"] = PlainShapeBackend()
     response = run({"image": small_b64, "model": "draft", "remove_background": False, "texture_size": 512})
     assert "error" not in response and response["textured"] is False

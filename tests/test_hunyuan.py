@@ -25,6 +25,7 @@ from pipeline.backends.hunyuan import HunyuanShapeBackend, ShapeParams
 from pipeline.errors import ImageError, PipelineError
 from pipeline.models import HUNYUAN_MODELS
 from pipeline.options import parse_options
+from pipeline.service import ImageTo3D
 
 ROOT = Path(__file__).resolve().parents[1]
 OCTREE = 64  # the smallest the options allow; a few hundred ms per decode
@@ -153,9 +154,9 @@ def test_pipeline_loads_once_and_is_reused(offline, monkeypatch):
     loads = []
     real = hunyuan.load_pipeline
     monkeypatch.setattr(hunyuan, "load_pipeline", lambda *a: loads.append(a) or real(*a))
-    monkeypatch.setattr(hunyuan, "_BACKENDS", {})
-    backend = hunyuan.get_backend("hunyuan3d-2")
-    assert hunyuan.get_backend("hunyuan3d-2") is backend
+    service = ImageTo3D()
+    backend = service.backend("hunyuan3d-2")
+    assert service.backend("hunyuan3d-2") is backend
     first = backend.generate(subject(), options(), Recorder())
     pipe = backend.pipeline
     second = backend.generate(subject(), options(), Recorder())

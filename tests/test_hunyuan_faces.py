@@ -129,12 +129,9 @@ def test_textured_job_through_worker_and_app(textured_root, monkeypatch, tmp_pat
     from gradio_client import Client, handle_file
     from PIL import Image
 
-    from pipeline.texture import backend as texture_backend
-
     monkeypatch.setenv("HY3DGEN_MODELS", str(textured_root))
     monkeypatch.setenv("HY3D_DEVICE", "cpu")
     monkeypatch.setattr(worker, "_PIPELINE", None)
-    monkeypatch.setattr(texture_backend, "_BACKENDS", {})
 
     b64 = base64.b64encode(make_subject_png(128)).decode()
     response = worker.handler(

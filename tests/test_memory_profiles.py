@@ -24,7 +24,7 @@ import pytest
 from fakes.tiny_hunyuan import write_tiny_shape_model
 from fakes.tiny_paint import write_tiny_texture_models
 from pipeline import memory
-from pipeline.backends import hunyuan
+from pipeline.backends import hunyuan, lifecycle
 from pipeline.memory import PROFILES, TRANSFORMER
 from pipeline.models import DEFAULT_PAINT_MODEL
 from pipeline.options import parse_options
@@ -80,9 +80,7 @@ def cuda(models_root, monkeypatch, tmp_path):
     yields the fake and the load counts per pipeline."""
     monkeypatch.setenv("HY3DGEN_MODELS", str(models_root))
     monkeypatch.setenv("RUNPOD_HF_CACHE", str(tmp_path / "runpod"))
-    for module in (hunyuan, tb):
-        monkeypatch.setattr(module, "choose_device", lambda settings=None: "cuda")
-    monkeypatch.setattr(tb, "_BACKENDS", {})
+    monkeypatch.setattr(lifecycle, "choose_device", lambda settings=None: "cuda")
     fake = FakeMmgp()
     package, offload = types.ModuleType("mmgp"), types.ModuleType("mmgp.offload")
     offload.profile, offload.extract_models = fake.profile, fake.extract_models
@@ -121,7 +119,7 @@ def expected_models(service: ImageTo3D, texture: bool, paint: str = DEFAULT_PAIN
     pipe = service.backend("hunyuan3d-2").pipeline
     models = {"shape_dit": pipe.model, "shape_vae": pipe.vae, "shape_conditioner": pipe.conditioner}
     if texture:
-        texgen = tb._BACKENDS[(paint, None)].texgen
+        texgen = service._textures[paint].texgen
         delight, painter = texgen.delight.pipeline, texgen.multiview.pipeline
         models.update(
             delight_unet=delight.unet,
@@ -153,7 +151,7 @@ def test_one_profile_call_hands_over_the_request_models(cuda, profile, texture):
     assert loads == {"shape": 1, "texture": 1 if texture else 0}
     assert service.backend("hunyuan3d-2").profile == profile
     if not texture:  # a plain request on a fresh worker never creates, let alone loads, the texture models
-        assert tb._BACKENDS == {}
+        assert service._textures == {}
     else:
         host = {p.device.type for m in (handed[TRANSFORMER], handed["delight_unet"]) for p in m.parameters()}
         assert host == {"cpu"}  # on the host, fp16: mmgp moves each model when it is called
@@ -201,7 +199,7 @@ def test_profile_switch_reprofiles_both_pipelines_and_says_so(cuda):
     request(service, 3, True)
     first = expected_models(service, True)
     backend._load_s = 0.0
-    tb._BACKENDS[(DEFAULT_PAINT_MODEL, None)]._load_s = 0.0
+    service._textures[DEFAULT_PAINT_MODEL]._load_s = 0.0
     texture_timings = request(service, 5, False)  # a plain request with another profile
     assert [c.profile_no for c in fake.calls] == [3, 5]
     assert fake.calls[0].released and not fake.calls[1].released
@@ -234,7 +232,7 @@ def test_another_paint_model_reprofiles_both(cuda):
     request(service, 2, True, paint=TURBO_PAINT)
     assert len(fake.calls) == 2 and fake.calls[0].released
     assert fake.calls[1].models[TRANSFORMER] is expected_models(service, True, TURBO_PAINT)[TRANSFORMER]
-    assert tb._BACKENDS[(DEFAULT_PAINT_MODEL, None)].texgen is None  # the other variant's models are gone
+    assert service._textures[DEFAULT_PAINT_MODEL].texgen is None  # the other variant's models are gone
     assert loads == {"shape": 2, "texture": 2}
 
 
@@ -244,7 +242,7 @@ def test_paint_on_its_own_uses_the_profile_in_force(cuda):
     fake, _ = cuda
     service = ImageTo3D()
     request(service, 4, False)
-    texture = tb.get_texture_backend(DEFAULT_PAINT_MODEL)
+    texture = service.texture_backend(DEFAULT_PAINT_MODEL)
     texture._use_profile(None)
     assert [c.profile_no for c in fake.calls] == [4, 4]
     assert set(fake.calls[1].models) == SHAPE_NAMES | TEXTURE_NAMES

@@ -23,6 +23,7 @@ import trimesh
 from PIL import Image, ImageDraw
 
 from fakes.tiny_paint import MODULES_EXECUTED_ENV, REPO_ID, write_tiny_texture_models
+from pipeline.backends import lifecycle
 from pipeline.errors import OptionsError, OutOfMemoryError, PipelineError, WeightsMissingError
 from pipeline.texture import backend as tb
 from pipeline.texture.backend import (
@@ -126,7 +127,6 @@ def roots(monkeypatch, tmp_path) -> Path:
     models = tmp_path / "hy3dgen"
     models.mkdir()
     isolate_roots(monkeypatch, models, tmp_path)
-    monkeypatch.setattr(tb, "_BACKENDS", {})
     return models
 
 
@@ -424,14 +424,18 @@ def test_unknown_paint_model_is_refused(roots):
         texture_weights_present("nope")
 
 
-def test_backends_are_cached_and_one_variant_keeps_its_models(roots):
+def test_backends_are_cached_and_one_variant_keeps_its_models(roots, monkeypatch):
+    from pipeline.service import ImageTo3D
+
+    monkeypatch.setenv("HY3D_DEVICE", "cpu")
+    service = ImageTo3D()
     with pytest.raises(WeightsMissingError):
-        tb.get_texture_backend()
+        service.texture_backend()
     fake_folders(roots, "hunyuan3d-delight-v2-0", *tb.PAINT_MODELS)
-    first = tb.get_texture_backend(device="cpu")
-    assert tb.get_texture_backend(device="cpu") is first and first.texgen is None  # models load on first use
+    first = service.texture_backend()
+    assert service.texture_backend() is first and first.texgen is None  # models load on first use
     first.texgen = "loaded models"
-    other = tb.get_texture_backend("hunyuan3d-paint-v2-0-turbo", device="cpu")
+    other = service.texture_backend("hunyuan3d-paint-v2-0-turbo")
     assert other is not first and first.texgen is None  # released
 
 
@@ -489,7 +493,7 @@ def test_cuda_out_of_memory_becomes_a_clear_error(roots, monkeypatch):
     backend = TextureBackend(None, device="cuda")
     assert backend.dtype == torch.float16
     freed = []
-    monkeypatch.setattr(tb, "free_cuda_memory", lambda: freed.append(True))
+    monkeypatch.setattr(lifecycle, "free_cuda_memory", lambda: freed.append(True))
 
     def boom(*args):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -229,7 +229,6 @@ class Kit:
         from pipeline.models import DEFAULT_PAINT_MODEL
         from pipeline.service import ImageTo3D
         from pipeline.settings import load_settings
-        from pipeline.texture import backend as tb
 
         if self._service is not None:
             return self._service
@@ -241,12 +240,11 @@ class Kit:
         settings = dataclasses.replace(load_settings(), device=self.device)
         service = ImageTo3D(settings, draft_fallback=False)
         if self.dry_run:  # the texture rows' few steps; the production Sampling on CUDA
-            from pipeline.texture.backend import Sampling
+            from pipeline.texture.backend import Sampling, TextureBackend
 
-            with tb._BACKENDS_LOCK:
-                tb._BACKENDS[(DEFAULT_PAINT_MODEL, None)] = tb.TextureBackend(
-                    settings, DEFAULT_PAINT_MODEL, sampling=Sampling(1, 1, 256), device=self.device
-                )
+            service.use_texture_backend(
+                TextureBackend(settings, DEFAULT_PAINT_MODEL, sampling=Sampling(1, 1, 256), device=self.device)
+            )
         start = time.perf_counter()
         service.warm_up(profiles.MODEL)
         print(
@@ -262,17 +260,9 @@ class Kit:
         if self._service is None:
             return
         from pipeline.memory import PROFILES
-        from pipeline.texture import backend as tb
 
         service, self._service = self._service, None
-        for backend in service._backends.values():
-            release = getattr(backend, "release", None)
-            if callable(release):
-                release()
-        with tb._BACKENDS_LOCK:
-            for backend in tb._BACKENDS.values():
-                backend.release()
-            tb._BACKENDS.clear()
+        service.release()
         PROFILES.reset()
         del service
         gpu.empty_cache(self.device)

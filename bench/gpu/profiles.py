@@ -284,7 +284,7 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda", sampling=None
     from pipeline.models import DEFAULT_PAINT_MODEL
     from pipeline.service import ImageTo3D
     from pipeline.settings import load_settings
-    from pipeline.texture import backend as tb
+    from pipeline.texture.backend import TextureBackend
 
     shape_dims, paint_dims = dims or (th.FULL_DIMS, tp.FULL_DIMS)
     started, rows = time.perf_counter(), []
@@ -293,7 +293,7 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda", sampling=None
         settings = load_settings()
         service = ImageTo3D(settings, draft_fallback=False)
         if sampling is not None:  # tests: fewer steps on CPU
-            tb._BACKENDS[(DEFAULT_PAINT_MODEL, None)] = tb.TextureBackend(settings, sampling=sampling, device=device)
+            service.use_texture_backend(TextureBackend(settings, DEFAULT_PAINT_MODEL, sampling=sampling, device=device))
         service.warm_up(MODEL)
         print(ROWS_HEADER, flush=True)
         for profile in args.profiles:
@@ -306,8 +306,8 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda", sampling=None
             except Exception as exc:  # noqa: BLE001 - one failing profile must not hide the others
                 print(f"{profile:>7} failed: {type(exc).__name__}: {exc}", flush=True)
                 traceback.print_exc()
+        service.release()
         PROFILES.reset()
-        tb._BACKENDS.clear()
     return rows
 
 

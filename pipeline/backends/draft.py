@@ -9,6 +9,7 @@ shape to show while (or instead of) running Hunyuan3D. The geometry is
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
 from PIL import Image
@@ -24,7 +25,17 @@ class DraftBackend:
 
     name = "draft"
 
-    def generate(self, image: Image.Image, options: GenerationOptions, progress: ProgressCallback) -> ShapeOutput:
+    def load(self) -> None:
+        """Nothing to load: the draft backend has no model."""
+
+    def generate(
+        self,
+        image: Image.Image,
+        options: GenerationOptions,
+        progress: ProgressCallback,
+        views: Mapping[str, Image.Image] | None = None,
+    ) -> ShapeOutput:
+        """``views`` is refused before a backend runs (:func:`pipeline.views.require_multiview`)."""
         start = time.perf_counter()
         progress("shape", 0.0, "Inflating the silhouette")
         rgba = np.asarray(image.convert("RGBA"))

@@ -13,21 +13,19 @@ torch, hy3dgen and mmgp are imported inside functions: importing
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
-from ..errors import ImageError, OutOfMemoryError, PipelineError, WeightsDamagedError
+from ..errors import PipelineError, WeightsDamagedError
 from ..memory import PROFILES, shape_models, unpatched_safetensors
 from ..models import HUNYUAN_MODELS, ShapeModelSpec
 from ..progress import RunLog as _Run
-from ..settings import Settings, load_settings
+from ..settings import Settings
 from ..types import ShapeOutput
 from ..weights import ResolvedModel, ShapeFolder, check_weights_finite, resolve_model
+from .lifecycle import ModelBackend, subject_rgba
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -218,11 +216,8 @@ def postprocess(mesh: trimesh.Trimesh, max_faces: int) -> tuple[trimesh.Trimesh,
 
 
 def _check_image(image: Image.Image, view: str | None = None) -> Image.Image:
-    image = image.convert("RGBA")
-    if image.getchannel("A").getextrema()[1] == 0:
-        what = "The image" if view is None else f"Field 'views.{view}'"
-        raise ImageError(f"{what} is fully transparent: no subject left after background removal.")
-    return image
+    what = "The image" if view is None else f"Field 'views.{view}'"
+    return subject_rgba(image, f"{what} is fully transparent: no subject left after background removal.")
 
 
 def condition_images(
@@ -243,7 +238,7 @@ def condition_images(
 # -- the backend ----------------------------------------------------------------
 
 
-class HunyuanShapeBackend:
+class HunyuanShapeBackend(ModelBackend):
     """One Hunyuan3D-2 variant, loaded once and reused by every request.
 
     Weights are resolved in the constructor (a missing model fails there,
@@ -257,19 +252,16 @@ class HunyuanShapeBackend:
         name = model.name if isinstance(model, ShapeModelSpec) else model
         if name not in HUNYUAN_MODELS:
             raise PipelineError(f"Unknown Hunyuan3D model '{name}'.")
-        self.name = name
+        self.name = self.label = name
         self.spec = HUNYUAN_MODELS[name]
         self.weights = resolve_model(name)
-        self.device = device or choose_device(settings or load_settings())
-        self.dtype = choose_dtype(self.device)
+        super().__init__(settings, device=device)
         self.pipeline: Any = None
-        self._load_s = 0.0  # load time not yet reported in a request's timings
-        self._lock = threading.RLock()
         self._damaged: tuple[tuple, WeightsDamagedError] | None = None
 
     def _files_stamp(self) -> tuple:
         folders = [self.weights.dit] + ([self.weights.vae] if self.weights.vae else [])
-        stamp = []
+        stamp: list[tuple[str, int | None, int | None]] = []
         for folder in folders:
             for path in (folder.config, folder.weights):
                 try:
@@ -280,28 +272,27 @@ class HunyuanShapeBackend:
         return tuple(stamp)
 
     # -- lifecycle --
-    def load(self) -> None:
-        """Build the pipeline now (worker start-up) instead of in the first request."""
-        with self._lock:
-            if self.pipeline is None:
-                if self._damaged is not None and self._damaged[0] == self._files_stamp():
-                    raise WeightsDamagedError(str(self._damaged[1]), path=self._damaged[1].path)
-                start = time.perf_counter()
-                try:
-                    with unpatched_safetensors():  # a reload may come after mmgp's import
-                        pipe = load_pipeline(self.weights, self.dtype, self.device)
-                except WeightsDamagedError as exc:
-                    # Later requests fail in microseconds with the same sentence,
-                    # until the files change on disk.
-                    self._damaged = (self._files_stamp(), exc)
-                    raise
-                if self.device == "cuda":
-                    import torch
+    @property
+    def loaded(self) -> bool:
+        return self.pipeline is not None
 
-                    pipe.device = torch.device("cuda")  # where hy3dgen creates latents; mmgp moves the models
-                self.pipeline = pipe
-                self._load_s += time.perf_counter() - start
-                log.info("%s loaded on the host in %.2f s", self.name, time.perf_counter() - start)
+    def _load(self) -> None:
+        """Build the pipeline on the host (CPU: where it runs)."""
+        if self._damaged is not None and self._damaged[0] == self._files_stamp():
+            raise WeightsDamagedError(str(self._damaged[1]), path=self._damaged[1].path)
+        try:
+            with unpatched_safetensors():  # a reload may come after mmgp's import
+                pipe = load_pipeline(self.weights, self.dtype, self.device)
+        except WeightsDamagedError as exc:
+            # Later requests fail in microseconds with the same sentence,
+            # until the files change on disk.
+            self._damaged = (self._files_stamp(), exc)
+            raise
+        if self.device == "cuda":
+            import torch
+
+            pipe.device = torch.device("cuda")  # where hy3dgen creates latents; mmgp moves the models
+        self.pipeline = pipe
 
     @property
     def profile(self) -> int | None:
@@ -321,15 +312,6 @@ class HunyuanShapeBackend:
         with self._lock:
             self.pipeline = None
 
-    def release(self) -> None:
-        """Drop the pipeline and, on CUDA, mmgp's hooks and pinned memory."""
-        with self._lock:
-            if self.device == "cuda":
-                PROFILES.drop(self)
-            self.drop_models()
-            if self.device == "cuda":
-                free_cuda_memory()
-
     # -- the request path --
     def generate(
         self,
@@ -339,27 +321,14 @@ class HunyuanShapeBackend:
         views: Mapping[str, Image.Image] | None = None,
     ) -> ShapeOutput:
         """``views``: left/back/right pictures for a multi-view model (``image`` is the front)."""
-        with self._lock:
-            try:
-                return self._generate(image, options, progress, views)
-            except Exception as exc:
-                if self.device != "cuda" or not is_oom(exc):
-                    raise
-            # Past the handler the exception's frames, and the tensors they hold, are gone.
-            profile = self.profile
-            self._recover_from_oom()
-            raise OutOfMemoryError(
-                f"CUDA ran out of memory generating the shape with {self.name} (profile {profile}); "
+
+        def message() -> str:  # read before the OOM recovery: the profile the request ran under
+            return (
+                f"CUDA ran out of memory generating the shape with {self.name} (profile {self.profile}); "
                 "raise 'profile' (5 uses the least VRAM) or lower 'octree_resolution' / 'num_chunks'."
             )
 
-    def _recover_from_oom(self) -> None:
-        if PROFILES.offload is not None:
-            try:
-                PROFILES.unload_all()
-            except Exception:
-                log.exception("mmgp unload after OOM failed")
-        free_cuda_memory()
+        return self._guard_oom(lambda: self._generate(image, options, progress, views), message)
 
     def _generate(
         self,
@@ -369,10 +338,10 @@ class HunyuanShapeBackend:
         views: Mapping[str, Image.Image] | None = None,
     ) -> ShapeOutput:
         run = _Run()
-        image = condition_images(self.spec, image, views)
+        condition = condition_images(self.spec, image, views)
         params = ShapeParams.from_options(self.spec, options)
         profile = self._prepare(options.profile, run)
-        latents = self._diffuse(image, params, progress, run)
+        latents = self._diffuse(condition, params, progress, run)
         grid = self._decode(latents, params, progress, run)
         mesh = self._extract(grid, params, progress, run)
         progress("shape", _SURFACE_END, "Cleaning the mesh")
@@ -388,8 +357,7 @@ class HunyuanShapeBackend:
             self._use_profile(profile)
         else:
             self.load()
-        run.timings["shape_load"] = round(self._load_s, 4)
-        self._load_s = 0.0
+        run.timings["shape_load"] = self.take_load_s()
         if self.device == "cuda":
             return self.profile
         run.warnings.append(f"profile {profile} ignored on CPU; running float32")
@@ -461,18 +429,3 @@ class HunyuanShapeBackend:
                 )
             mesh = _to_trimesh(outputs[0])
         return mesh
-
-
-# -- one backend per model per process --------------------------------------------
-
-_BACKENDS: dict[str, HunyuanShapeBackend] = {}
-_BACKENDS_LOCK = threading.Lock()
-
-
-def get_backend(name: str, settings: Settings | None = None) -> HunyuanShapeBackend:
-    """The process-wide backend for ``name``, created on first use."""
-    with _BACKENDS_LOCK:
-        backend = _BACKENDS.get(name)
-        if backend is None:
-            backend = _BACKENDS[name] = HunyuanShapeBackend(name, settings)
-        return backend

@@ -58,41 +58,27 @@ import json
 import logging
 import os
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..device import choose_device, choose_dtype, free_cuda_memory, is_oom
-from ..errors import (
-    ImageError,
-    OptionsError,
-    OutOfMemoryError,
-    PipelineError,
-    failed_stage,
-    tag_stage,
-)
+from ..backends.lifecycle import ModelBackend, subject_rgba
+from ..errors import OptionsError, PipelineError, WeightsMissingError, tag_stage
 from ..memory import PROFILES, texture_models, unpatched_safetensors
-from ..models import DEFAULT_PAINT_MODEL, TEXTURE_SIZES
-from ..models import PAINT_MODELS as PAINT_MODELS  # re-exported: tests read tb.PAINT_MODELS
+from ..models import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
 from ..progress import ProgressCallback, null_progress
 from ..progress import RunLog as _Run
 from ..settings import Settings, load_settings
-
-# The texture weight lookups live in pipeline.weights; texture_weights_present is
-# re-exported because pipeline.service imports it from here (bench/hardening.py patches it here).
 from ..weights import (
-    DELIGHT_SUBFOLDER,
-    TEXTURE_DOWNLOAD_COMMAND,
-    TextureWeights,
+    TEXTURE_REPO,
     check_weights_finite,
-    resolve_texture_weights,
+    described_candidates,
+    diffusers_folder_complete,
+    find_folder,
+    searched_roots_text,
 )
-from ..weights import check_paint_model as _check_paint_model
-from ..weights import texture_weights_present as texture_weights_present
 
 if TYPE_CHECKING:  # pragma: no cover
     import trimesh
@@ -100,6 +86,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
+DELIGHT_SUBFOLDER = "hunyuan3d-delight-v2-0"
+TEXTURE_DOWNLOAD_COMMAND = "python -m pipeline.weights download --texture"
 STAGE = "texture"  # the progress stage every update is reported under
 ROUGHNESS = 0.9  # as the exporter's: baked textures carry their own shading
 # hy3dgen's delight guidance (Light_Shadow_Remover.__init__), set here because that __init__ is skipped.
@@ -116,6 +104,54 @@ _SPANS = {
     "bake": (0.85, 0.95),
     "inpaint": (0.95, 1.0),
 }
+
+
+# -- weights ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TextureWeights:
+    """The two local folders one paint variant needs."""
+
+    paint_model: str
+    delight: Path
+    paint: Path
+
+
+def _check_paint_model(paint_model: str) -> None:
+    if paint_model not in PAINT_MODELS:
+        raise OptionsError(f"Field 'paint_model' must be one of {', '.join(PAINT_MODELS)}, got {paint_model!r}.")
+
+
+def _find(subfolder: str) -> Path | None:
+    found = find_folder(TEXTURE_REPO, subfolder, diffusers_folder_complete)
+    return found[0] if found else None
+
+
+def find_texture_weights(paint_model: str = DEFAULT_PAINT_MODEL) -> TextureWeights | None:
+    """Both folders if they are complete on disk, else None. Reads the local disk only."""
+    _check_paint_model(paint_model)
+    delight, paint = _find(DELIGHT_SUBFOLDER), _find(paint_model)
+    return TextureWeights(paint_model, delight, paint) if delight and paint else None
+
+
+def texture_weights_present(paint_model: str = DEFAULT_PAINT_MODEL) -> bool:
+    """Whether texturing with ``paint_model`` can run (lets the orchestrator skip it with a warning)."""
+    return find_texture_weights(paint_model) is not None
+
+
+def resolve_texture_weights(paint_model: str = DEFAULT_PAINT_MODEL) -> TextureWeights:
+    """The folders, or :class:`WeightsMissingError` naming what is missing, where it looked and the fix."""
+    found = find_texture_weights(paint_model)
+    if found is not None:
+        return found
+    missing = [sub for sub in (DELIGHT_SUBFOLDER, paint_model) if _find(sub) is None]
+    searched = [path for sub in missing for path in described_candidates(TEXTURE_REPO, sub)]
+    raise WeightsMissingError(
+        f"Texture weights ({TEXTURE_REPO}: {', '.join(missing)}) are not complete on disk "
+        f"(searched {searched_roots_text()}); download them with `{TEXTURE_DOWNLOAD_COMMAND}`.",
+        searched=searched,
+    )
 
 
 # -- request-level settings -------------------------------------------------------------
@@ -456,13 +492,6 @@ def camera_indices(elevs: list[int], azims: list[int]) -> list[int]:
     ]
 
 
-def _check_image(image: Image.Image) -> Image.Image:
-    image = image.convert("RGBA")
-    if image.getchannel("A").getextrema()[1] == 0:
-        raise ImageError("The image is fully transparent: nothing to paint the texture from.")
-    return image
-
-
 def textured_mesh(mesh: trimesh.Trimesh, texture: Image.Image) -> trimesh.Trimesh:
     """The unwrapped mesh with a PBR material carrying ``texture`` as base colour."""
     import numpy as np
@@ -474,7 +503,7 @@ def textured_mesh(mesh: trimesh.Trimesh, texture: Image.Image) -> trimesh.Trimes
     return trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_normals=mesh.vertex_normals, visual=visual, process=False)
 
 
-class TextureBackend:
+class TextureBackend(ModelBackend):
     """One paint variant plus the delight model, loaded once and reused.
 
     Weights are resolved in the constructor (missing ones fail there, in
@@ -491,77 +520,61 @@ class TextureBackend:
         sampling: Sampling = Sampling(),
     ) -> None:
         self.paint_model = paint_model
+        self.label = f"texture models ({DELIGHT_SUBFOLDER} + {paint_model})"
         self.weights = resolve_texture_weights(paint_model)
-        self.device = device or choose_device(settings or load_settings())
-        self.dtype = choose_dtype(self.device)
+        settings = settings or load_settings()
+        super().__init__(settings, device=device)
         self.sampling = sampling
-        self.default_profile = (settings or load_settings()).default_profile  # a paint() without a profile (CUDA)
+        self.default_profile = settings.default_profile  # a paint() without a profile (CUDA)
         self.rasterizer: str | None = None  # 'compiled' or 'torch' once loaded
         self.texgen: Texgen | None = None
-        self._load_s = 0.0  # load time not yet reported in a request's timings
-        self._lock = threading.RLock()
 
     # -- lifecycle --
-    def load(self) -> None:
-        """Install the native-code stand-ins and load both models (worker start-up)."""
-        with self._lock:
-            if self.texgen is not None:
-                return
-            start = time.perf_counter()
-            _private_modules_cache()
-            from .inpaint import install_inpaint, warm_up
-            from .rasterizer import install_rasterizer
-
-            self.rasterizer = install_rasterizer()  # before MeshRender imports custom_rasterizer
-            install_inpaint()
-            warm_up()  # compile the inpaint now (~3 s, or ~0.5 s from numba's cache), not in the first job
-            install_uv_unwrap()
-            host = "cpu" if self.on_cuda else None  # under mmgp, which moves each model when called
-            with unpatched_safetensors():  # a reload may come after mmgp's import
-                self.texgen = build_texgen(
-                    self.weights, self.device, self.dtype, render_config(TEXTURE_SIZES[-1]), model_device=host
-                )
-            self._load_s += time.perf_counter() - start
-            log.info(
-                "texture models (%s + %s) loaded on %s (%s) in %.2f s; rasterizer: %s",
-                DELIGHT_SUBFOLDER,
-                self.paint_model,
-                self.device,
-                self.dtype,
-                time.perf_counter() - start,
-                self.rasterizer,
-            )
-            if self.paint_model.endswith("-turbo"):
-                log.warning(
-                    "%s is sampled with hy3dgen 2.0.2's standard paint pipeline (it has no turbo sampler)",
-                    self.paint_model,
-                )
-
     @property
-    def on_cuda(self) -> bool:
-        return self.device.startswith("cuda")
+    def loaded(self) -> bool:
+        return self.texgen is not None
+
+    def _load(self) -> None:
+        """Install the native-code stand-ins and load both models (worker start-up)."""
+        _private_modules_cache()
+        from .inpaint import install_inpaint, warm_up
+        from .rasterizer import install_rasterizer
+
+        self.rasterizer = install_rasterizer()  # before MeshRender imports custom_rasterizer
+        install_inpaint()
+        warm_up()  # compile the inpaint now (~3 s, or ~0.5 s from numba's cache), not in the first job
+        install_uv_unwrap()
+        host = "cpu" if self.on_cuda else None  # under mmgp, which moves each model when called
+        with unpatched_safetensors():  # a reload may come after mmgp's import
+            self.texgen = build_texgen(
+                self.weights, self.device, self.dtype, render_config(TEXTURE_SIZES[-1]), model_device=host
+            )
+        log.info("%s: rasterizer %s", self.label, self.rasterizer)
+        if self.paint_model.endswith("-turbo"):
+            log.warning(
+                "%s is sampled with hy3dgen 2.0.2's standard paint pipeline (it has no turbo sampler)",
+                self.paint_model,
+            )
 
     def _use_profile(self, profile: int | None) -> None:
         """Join the shape model's mmgp profile (one call for both; a new
         profile reloads both): ``profile``, else the one in force, else ``HY3D_PROFILE``."""
         PROFILES.use(profile or PROFILES.profile or self.default_profile, texture=self)
 
+    def _require_texgen(self) -> Texgen:
+        """The loaded models (an error if none: :meth:`load` runs first)."""
+        if self.texgen is None:
+            raise PipelineError(f"The {self.label} are not loaded.")
+        return self.texgen
+
     def mmgp_models(self) -> dict[str, Any]:
-        return texture_models(self.texgen.delight.pipeline, self.texgen.multiview.pipeline)
+        texgen = self._require_texgen()
+        return texture_models(texgen.delight.pipeline, texgen.multiview.pipeline)
 
     def drop_models(self) -> None:
         """Forget the models (mmgp changed them in place); the next load reads the disk."""
         with self._lock:
             self.texgen = None
-
-    def release(self) -> None:
-        """Drop the models (and, on CUDA, leave the mmgp profile and free CUDA memory)."""
-        with self._lock:
-            if self.on_cuda:
-                PROFILES.drop(self)
-            self.drop_models()
-            if self.on_cuda:
-                free_cuda_memory()
 
     # -- the request path --
     def paint(
@@ -576,22 +589,12 @@ class TextureBackend:
         On CUDA ``profile`` is the mmgp profile (None: the one in force, else
         ``HY3D_PROFILE``); on CPU it does not apply."""
         size = render_config(texture_size)
-        image = _check_image(image)
-        with self._lock:
-            try:
-                return self._paint(mesh, image, size, progress, profile)
-            except Exception as exc:
-                if not self.device.startswith("cuda") or not is_oom(exc):
-                    raise
-                stage = failed_stage(exc)
-            if PROFILES.offload is not None:
-                PROFILES.unload_all()
-            free_cuda_memory()  # past the handler: the failed frames and their tensors are gone
-            error = OutOfMemoryError(
-                f"CUDA ran out of memory painting a {texture_size} texture; lower 'texture_size' or free VRAM."
-            )
-            tag_stage(error, stage or STAGE)
-            raise error
+        image = subject_rgba(image, "The image is fully transparent: nothing to paint the texture from.")
+        return self._guard_oom(
+            lambda: self._paint(mesh, image, size, progress, profile),
+            lambda: f"CUDA ran out of memory painting a {texture_size} texture; lower 'texture_size' or free VRAM.",
+            stage=STAGE,
+        )
 
     def _paint(
         self,
@@ -614,8 +617,8 @@ class TextureBackend:
         except Exception as exc:
             tag_stage(exc, "load")
             raise
-        run.timings["load"], self._load_s = round(self._load_s, 4), 0.0
-        texgen = self.texgen
+        run.timings["load"] = self.take_load_s()
+        texgen = self._require_texgen()
         apply_render_config(texgen.pipeline, size)
         with run.timed("delight"):
             prompt = self._delight(texgen, image, _Span(progress, "delight"))
@@ -703,32 +706,3 @@ class TextureBackend:
         region = uv_coverage(vtx_uv, uv_idx, mask_np.shape)
         filled = fill_texture((texture_np * 255).astype(np.uint8), mask_np, region)
         return Image.fromarray(filled, "RGB")
-
-
-# -- one backend per paint variant per process ---------------------------------------------
-
-_BACKENDS: dict[tuple[str, str | None], TextureBackend] = {}
-_BACKENDS_LOCK = threading.Lock()
-
-
-def get_texture_backend(
-    paint_model: str = DEFAULT_PAINT_MODEL, settings: Settings | None = None, *, device: str | None = None
-) -> TextureBackend:
-    """The process-wide backend for ``paint_model``, created on first use (its
-    models load on its first ``paint`` or ``load``).
-
-    Only one variant keeps its models: asking for another releases the rest,
-    because two sets (6.6 GiB fp16 each) rarely fit beside the shape model.
-    A missing model raises :class:`WeightsMissingError` each time, so weights
-    added later are found.
-    """
-    _check_paint_model(paint_model)
-    key = (paint_model, device)
-    with _BACKENDS_LOCK:
-        backend = _BACKENDS.get(key)
-        if backend is None:
-            backend = _BACKENDS[key] = TextureBackend(settings, paint_model, device=device)
-        for other in _BACKENDS.values():
-            if other is not backend and other.texgen is not None:
-                other.release()
-        return backend
