@@ -119,11 +119,11 @@ def test_generate_matches_the_analytic_shape(offline):
 def test_exact_geometry_without_decimation(offline):
     """Within a fraction of a voxel: hy3dgen's own extractor, which scales by
     res+1 instead of res, would miss by ~0.016 here."""
-    from pipeline.surface import FastSurfaceExtractor
+    from pipeline.backends.hy3dgen_extractor import Hy3dgenSurfaceExtractor
 
     backend = HunyuanShapeBackend("hunyuan3d-2")
     out = backend.generate(subject(), options(max_faces=500000), Recorder())
-    assert isinstance(backend.pipeline.vae.surface_extractor, FastSurfaceExtractor)
+    assert isinstance(backend.pipeline.vae.surface_extractor, Hy3dgenSurfaceExtractor)
     assert_matches(out.mesh, "offset", bounds_tol=0.004, volume_rel=0.01)
 
 
@@ -169,7 +169,7 @@ def test_turbo_uses_flashvdm_with_its_own_vae(offline, monkeypatch):
     from hy3dgen.shapegen import Hunyuan3DDiTFlowMatchingPipeline
     from hy3dgen.shapegen.models.autoencoders import FlashVDMVolumeDecoding
 
-    from pipeline.surface import FastSurfaceExtractor
+    from pipeline.backends.hy3dgen_extractor import Hy3dgenSurfaceExtractor
 
     calls = []
     real = Hunyuan3DDiTFlowMatchingPipeline.enable_flashvdm
@@ -183,7 +183,7 @@ def test_turbo_uses_flashvdm_with_its_own_vae(offline, monkeypatch):
     out = backend.generate(subject(), options(steps=None), Recorder())
     assert calls == [{"enabled": True, "replace_vae": False, "mc_algo": "mc"}]
     assert isinstance(backend.pipeline.vae.volume_decoder, FlashVDMVolumeDecoding)
-    assert isinstance(backend.pipeline.vae.surface_extractor, FastSurfaceExtractor)  # set after enable_flashvdm
+    assert isinstance(backend.pipeline.vae.surface_extractor, Hy3dgenSurfaceExtractor)  # set after enable_flashvdm
     assert backend.pipeline.model.guidance_embed is True
     # The turbo DiT checkpoint's own VAE draws a sphere; the FlashVDM VAE an ellipsoid.
     assert_matches(out.mesh, "ellipsoid")

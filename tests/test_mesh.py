@@ -223,11 +223,11 @@ def test_surface_adapter_is_what_hy3dgen_pipeline_expects():
     from hy3dgen.shapegen.models.autoencoders import Latent2MeshOutput
     from hy3dgen.shapegen.pipelines import export_to_trimesh
 
-    from pipeline.surface import FastSurfaceExtractor
+    from pipeline.backends.hy3dgen_extractor import Hy3dgenSurfaceExtractor
 
     sphere = sphere_grid(48, radius=0.5, nan_band=3.0)
     batch = torch.from_numpy(np.stack([sphere, np.full_like(sphere, -1.0)]))
-    outputs = FastSurfaceExtractor()(
+    outputs = Hy3dgenSurfaceExtractor()(
         batch, mc_level=0.0, bounds=1.01, octree_resolution=48, num_chunks=8000, mc_algo=None, enable_pbar=False
     )
     assert len(outputs) == 2 and outputs[1] is None  # empty surface: None, like hy3dgen
@@ -247,13 +247,13 @@ def test_surface_adapter_plugs_into_latents2mesh():
 
     from hy3dgen.shapegen.models.autoencoders.model import VectsetVAE
 
-    from pipeline.surface import FastSurfaceExtractor
+    from pipeline.backends.hy3dgen_extractor import Hy3dgenSurfaceExtractor
 
     # hy3dgen's own latents2mesh, with a volume decoder that returns our grids as its logits
     vae = SimpleNamespace(
         volume_decoder=lambda latents, geo_decoder, **kw: latents,
         geo_decoder=None,
-        surface_extractor=FastSurfaceExtractor(),
+        surface_extractor=Hy3dgenSurfaceExtractor(),
     )
     grids = torch.from_numpy(sphere_grid(32, radius=0.5)[None])
     outputs = VectsetVAE.latents2mesh(vae, grids, bounds=1.01, mc_level=0.0, octree_resolution=32)

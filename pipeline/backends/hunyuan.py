@@ -130,9 +130,9 @@ def _install_surface_extractor(pipe: Any) -> None:
     """The project's extractor: faster, NaN-aware, and exact (hy3dgen's scales
     vertices by ``res + 1`` instead of the grid's ``points - 1`` cells, which
     shrinks meshes by 1.5-3% towards -1.01)."""
-    from ..surface import FastSurfaceExtractor
+    from .hy3dgen_extractor import Hy3dgenSurfaceExtractor
 
-    pipe.vae.surface_extractor = FastSurfaceExtractor()
+    pipe.vae.surface_extractor = Hy3dgenSurfaceExtractor()
 
 
 def load_pipeline(weights: ResolvedModel, dtype: Any, check_device: str = "cpu") -> Any:
@@ -191,17 +191,17 @@ def _check_views_support(spec: ShapeModelSpec, pipe: Any, config_path: str) -> N
 
 
 def _to_trimesh(output: Any) -> trimesh.Trimesh:
-    """An extractor's (vertices, faces) to an outward-facing trimesh.
+    """The extractor's outward (vertices, faces) as a trimesh.
 
     hy3dgen's frame is already glTF's (Y up, subject facing +Z: texgen renders
-    the input's view from +Z), so no axes change. Extractors return faces in
-    scikit-image's winding; they are flipped as hy3dgen's export does.
+    the input's view from +Z), so no axes change. The faces already point
+    outward (:meth:`Hy3dgenSurfaceExtractor.outward_mesh`); a closed mesh of
+    negative volume is still inverted, as a last check.
     """
     import numpy as np
     import trimesh
 
-    faces = np.ascontiguousarray(np.asarray(output.mesh_f)[:, ::-1])
-    mesh = trimesh.Trimesh(np.asarray(output.mesh_v, dtype=np.float64), faces, process=True)
+    mesh = trimesh.Trimesh(np.asarray(output.mesh_v, dtype=np.float64), np.asarray(output.mesh_f), process=True)
     if mesh.is_volume and mesh.volume < 0:
         mesh.invert()
     return mesh
@@ -411,21 +411,13 @@ class HunyuanShapeBackend(ModelBackend):
         return grid
 
     def _extract(self, grid: Any, params: ShapeParams, progress: ProgressCallback, run: _Run) -> trimesh.Trimesh:
-        extractor = self.pipeline.vae.surface_extractor
+        extractor = self.pipeline.vae.surface_extractor  # a Hy3dgenSurfaceExtractor (load_pipeline)
         with run.timed("surface"):
-            outputs = extractor(  # the keywords hy3dgen's latents2mesh passes
-                grid,
-                bounds=BOX,
-                mc_level=MC_LEVEL,
-                num_chunks=params.num_chunks,
-                octree_resolution=params.octree_resolution,
-                mc_algo=None,
-                enable_pbar=False,
-            )
-            if not outputs or outputs[0] is None or len(outputs[0].mesh_f) == 0:
+            output = extractor.outward_mesh(grid[0], bounds=BOX, mc_level=MC_LEVEL)  # one request, one grid
+            if output is None or len(output.mesh_f) == 0:
                 raise PipelineError(
                     f"{self.name} produced no surface for this image (the decoded occupancy never crosses "
                     "the iso level); try another seed or a clearer subject."
                 )
-            mesh = _to_trimesh(outputs[0])
+            mesh = _to_trimesh(output)
         return mesh

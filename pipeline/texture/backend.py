@@ -89,7 +89,6 @@ log = logging.getLogger(__name__)
 DELIGHT_SUBFOLDER = "hunyuan3d-delight-v2-0"
 TEXTURE_DOWNLOAD_COMMAND = "python -m pipeline.weights download --texture"
 STAGE = "texture"  # the progress stage every update is reported under
-ROUGHNESS = 0.9  # as the exporter's: baked textures carry their own shading
 # hy3dgen's delight guidance (Light_Shadow_Remover.__init__), set here because that __init__ is skipped.
 DELIGHT_CFG_IMAGE, DELIGHT_CFG_TEXT = 1.5, 1.0
 # hy3dgen's camera-embedding index of a view: ((azim // 30 + 9) % 12) // DIVISOR[elev] + OFFSET[elev].

@@ -1,15 +1,18 @@
-"""A drop-in for hy3dgen's surface extractor, backed by :func:`pipeline.mesh.extract_surface`.
+"""hy3dgen's ``SurfaceExtractor`` plug-in, backed by :func:`pipeline.mesh.extract_surface`.
 
+Only the Hunyuan3D shape backend (:mod:`pipeline.backends.hunyuan`) uses it.
 hy3dgen's ``ShapeVAE.latents2mesh`` calls ``vae.surface_extractor(grid_logits,
 mc_level=..., bounds=..., octree_resolution=..., ...)`` with a batch of
 grids, and expects one ``Latent2MeshOutput`` (``mesh_v``, ``mesh_f``) or
 ``None`` per grid. Install it after anything that resets the extractor
 (``enable_flashvdm`` does)::
 
-    pipe.vae.surface_extractor = FastSurfaceExtractor()
+    pipe.vae.surface_extractor = Hy3dgenSurfaceExtractor()
 
-Faces are returned in scikit-image's winding, as hy3dgen's own extractor does,
-because hy3dgen's ``export_to_trimesh`` reverses them to point outward.
+Through hy3dgen's interface (:meth:`~Hy3dgenSurfaceExtractor.__call__`) faces
+come in scikit-image's winding, as hy3dgen's own extractor gives them, because
+hy3dgen's ``export_to_trimesh`` reverses them to point outward. The backend
+itself takes :meth:`~Hy3dgenSurfaceExtractor.outward_mesh`, which never flips.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .mesh import Bounds, extract_surface
+from ..mesh import Bounds, extract_surface
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +51,29 @@ def _to_numpy(grid: Any) -> np.ndarray:
     return np.asarray(grid)
 
 
-class FastSurfaceExtractor:
+class Hy3dgenSurfaceExtractor:
     """hy3dgen ``SurfaceExtractor`` interface over VTK flying edges (scikit-image without VTK)."""
 
-    def run(self, grid_logit: Any, *, mc_level: float = 0.0, bounds: Bounds = 1.01, **_: Any):
-        """One grid to (vertices float32, faces int64) in hy3dgen's winding; raises if empty."""
+    def outward(self, grid_logit: Any, *, mc_level: float = 0.0, bounds: Bounds = 1.01) -> tuple:
+        """One grid to (vertices float32, faces int64), faces pointing outward; raises if empty."""
         mesh = extract_surface(_to_numpy(grid_logit), level=float(mc_level), bounds=bounds)
         if len(mesh.faces) == 0:
             raise ValueError("no surface at this level")
-        vertices = np.asarray(mesh.vertices, np.float32)
-        faces = np.ascontiguousarray(np.asarray(mesh.faces)[:, ::-1])
-        return vertices, faces
+        return np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces)
+
+    def outward_mesh(self, grid_logit: Any, *, mc_level: float = 0.0, bounds: Bounds = 1.01) -> Any:
+        """:meth:`outward` as a ``Latent2MeshOutput``, or ``None`` (logged) where extraction failed."""
+        try:
+            vertices, faces = self.outward(grid_logit, mc_level=mc_level, bounds=bounds)
+        except Exception as exc:  # noqa: BLE001 - same contract as hy3dgen: log, then None
+            log.warning("surface extraction failed: %s", exc)
+            return None
+        return _output_class()(mesh_v=vertices, mesh_f=faces)
+
+    def run(self, grid_logit: Any, *, mc_level: float = 0.0, bounds: Bounds = 1.01, **_: Any) -> tuple:
+        """One grid to (vertices float32, faces int64) in hy3dgen's winding; raises if empty."""
+        vertices, faces = self.outward(grid_logit, mc_level=mc_level, bounds=bounds)
+        return vertices, np.ascontiguousarray(faces[:, ::-1])
 
     def __call__(self, grid_logits: Any, **kwargs: Any) -> list:
         """One output per grid of the batch; ``None`` where extraction failed,
