@@ -26,15 +26,17 @@ from fakes.tiny_paint import MODULES_EXECUTED_ENV, REPO_ID, write_tiny_texture_m
 from pipeline.backends import lifecycle
 from pipeline.errors import OptionsError, OutOfMemoryError, PipelineError, WeightsMissingError
 from pipeline.texture import backend as tb
+from pipeline.texture import loading
+from pipeline.texture import texgen as texgen_module
 from pipeline.texture.backend import (
     DEFAULT_PAINT_MODEL,
     RenderConfig,
     Sampling,
     TextureBackend,
-    camera_indices,
     render_config,
     texture_weights_present,
 )
+from pipeline.texture.config import camera_indices
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("load", "delight", "uv", "render", "multiview", "bake", "inpaint")
@@ -232,7 +234,7 @@ def test_cpu_float32_and_texgen_cuda_hard_codes_overridden(painted):
         }
     assert type(texgen.multiview.pipeline.unet) is UNet2p5DConditionModel  # hy3dgen's class, not the checkpoint's
     assert mesh_render.meshVerticeInpaint is mesh_vertex_inpaint
-    assert pipelines.mesh_uv_wrap.__module__ == tb.__name__
+    assert pipelines.mesh_uv_wrap.__module__ == texgen_module.__name__
 
 
 @pytest.mark.slow
@@ -275,8 +277,8 @@ def test_fp16_load_as_on_cuda(models_root):
     from fakes.tiny_paint import DELIGHT_SUBFOLDER
 
     repo = models_root / REPO_ID
-    paint = tb.load_paint(repo / DEFAULT_PAINT_MODEL, "cpu", torch.float16)
-    delight = tb.load_delight(repo / DELIGHT_SUBFOLDER, "cpu", torch.float16)
+    paint = loading.load_paint(repo / DEFAULT_PAINT_MODEL, "cpu", torch.float16)
+    delight = loading.load_delight(repo / DELIGHT_SUBFOLDER, "cpu", torch.float16)
     for pipe in (paint, delight):
         assert {p.dtype for name in ("unet", "vae", "text_encoder") for p in getattr(pipe, name).parameters()} == {
             torch.float16
@@ -307,17 +309,17 @@ def test_models_load_the_same_after_mmgp_patched_safetensors(models_root):
 
     repo = models_root / REPO_ID
     expected = _checksums(
-        tb.load_paint(repo / DEFAULT_PAINT_MODEL, "cpu", torch.float32),
-        tb.load_delight(repo / "hunyuan3d-delight-v2-0", "cpu", torch.float32),
+        loading.load_paint(repo / DEFAULT_PAINT_MODEL, "cpu", torch.float32),
+        loading.load_delight(repo / "hunyuan3d-delight-v2-0", "cpu", torch.float32),
     )
     code = (
         "import sys, mmgp.offload, torch\n"
         "from pathlib import Path\n"
-        "from pipeline.texture import backend as tb\n"
+        "from pipeline.texture import loading\n"
         "from tests.test_texture_backend import _checksums\n"
         "repo = Path(sys.argv[1])\n"
-        "print(_checksums(tb.load_paint(repo / sys.argv[2], 'cpu', torch.float32),\n"
-        "                 tb.load_delight(repo / 'hunyuan3d-delight-v2-0', 'cpu', torch.float32)))\n"
+        "print(_checksums(loading.load_paint(repo / sys.argv[2], 'cpu', torch.float32),\n"
+        "                 loading.load_delight(repo / 'hunyuan3d-delight-v2-0', 'cpu', torch.float32)))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(repo), DEFAULT_PAINT_MODEL],
@@ -342,7 +344,7 @@ def test_a_unet_checkpoint_that_does_not_fit_is_a_clear_error(models_root, tmp_p
     state.pop("unet.learned_text_clip_gen")
     torch.save(state, unet / "diffusion_pytorch_model.bin")
     with pytest.raises(PipelineError, match="1 missing keys.*learned_text_clip_gen"):
-        tb.load_paint_unet(unet, torch.float32)
+        loading.load_paint_unet(unet, torch.float32)
 
 
 @pytest.mark.slow
@@ -382,7 +384,7 @@ def test_texture_size_sets_render_and_texture_config(size, kernel):
         config=types.SimpleNamespace(render_size=2048, texture_size=2048),
         render=MeshRender(default_resolution=2048, texture_size=2048, device="cpu"),
     )
-    tb.apply_render_config(reused, render_config(size))
+    texgen_module.apply_render_config(reused, render_config(size))
     assert (reused.config.render_size, reused.config.texture_size) == (size, size)
     assert reused.render.default_resolution == fresh.default_resolution == (size, size)
     assert reused.render.texture_size == fresh.texture_size == (size, size)
@@ -467,7 +469,7 @@ def test_device_aware_call_hands_views_over_on_the_pipelines_execution_device_an
     import torch
 
     fake = FakePipeline(torch.float16)
-    call = tb._DeviceAwareCall(fake)
+    call = texgen_module._DeviceAwareCall(fake)
     view = Image.new("RGBA", (8, 8), (0, 0, 255, 255))
     view.putpixel((0, 0), (0, 0, 0, 0))  # transparent: composited on white, as texgen does
     steps: list[tuple[int, int]] = []
@@ -479,7 +481,7 @@ def test_device_aware_call_hands_views_over_on_the_pipelines_execution_device_an
     for key in ("normal_imgs", "position_imgs"):
         tensor = sent[key]
         assert tensor.shape == (1, 2, 3, 8, 8) and tensor.dtype == torch.float16 and tensor.device.type == "meta"
-    values = tb.views_to_tensor([[view, view]], "cpu", torch.float16)
+    values = texgen_module.views_to_tensor([[view, view]], "cpu", torch.float16)
     assert values[0, 0, :, 0, 0].tolist() == [1.0, 1.0, 1.0]
     assert values[0, 0, :, 1, 1].tolist() == [0.0, 0.0, 1.0]
     call("image", num_inference_steps=30)  # outside configured(): texgen's own values, no callback

@@ -41,7 +41,8 @@ def main() -> int:
         from fakes.tiny_hunyuan import write_tiny_shape_model
         from fakes.tiny_paint import REPO_ID, write_tiny_texture_models
         from pipeline.backends.hunyuan import HunyuanShapeBackend, load_pipeline
-        from pipeline.texture import backend as tb
+        from pipeline.texture import loading
+        from pipeline.texture.backend import TextureBackend
         from pipeline.weights import resolve_model
 
         write_tiny_shape_model(Path(root))
@@ -50,12 +51,12 @@ def main() -> int:
 
         def raw() -> None:
             load_pipeline(resolve_model("hunyuan3d-2"), torch.float32)
-            tb.load_paint(repo / "hunyuan3d-paint-v2-0", "cpu", torch.float32)
-            tb.load_delight(repo / "hunyuan3d-delight-v2-0", "cpu", torch.float32)
+            loading.load_paint(repo / "hunyuan3d-paint-v2-0", "cpu", torch.float32)
+            loading.load_delight(repo / "hunyuan3d-delight-v2-0", "cpu", torch.float32)
 
         def backends() -> None:
             HunyuanShapeBackend("hunyuan3d-2", device="cpu").load()
-            tb.TextureBackend(None, "hunyuan3d-paint-v2-0", device="cpu").load()
+            TextureBackend(None, "hunyuan3d-paint-v2-0", device="cpu").load()
 
         raw_result, backend_result = _attempt(raw), _attempt(backends)
     print(f"transformers {version} after mmgp: raw loaders {raw_result}; the backends' load() {backend_result}")

@@ -1,5 +1,8 @@
 """hy3dgen texgen's texture stage without native builds.
 
+* :mod:`.backend`: :class:`~.backend.TextureBackend`, the model backend that
+  paints a mesh (its parts: :mod:`.config`, :mod:`.loading`, :mod:`.texgen`,
+  :mod:`.stages`; imported only when texturing runs).
 * :mod:`.rasterizer`: a PyTorch drop-in for the compiled ``custom_rasterizer``
   extension (:func:`install_rasterizer` registers it when the compiled one is
   missing).
