@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import trimesh
@@ -110,7 +110,8 @@ def _export_mesh(mesh: trimesh.Trimesh, textured: bool, normals: bool) -> trimes
     vertex_normals = welded_normals(mesh) if normals else None
     if textured:
         material = PBRMaterial(baseColorTexture=_placeholder_jpeg(), metallicFactor=0.0, roughnessFactor=ROUGHNESS)
-        visual = trimesh.visual.TextureVisuals(uv=np.asarray(mesh.visual.uv), material=material)
+        uv = cast("trimesh.visual.TextureVisuals", mesh.visual).uv  # a textured mesh carries TextureVisuals
+        visual = trimesh.visual.TextureVisuals(uv=np.asarray(uv), material=material)
     else:
         color = [int(round(c * 255)) for c in DEFAULT_COLOR]
         material = PBRMaterial(baseColorFactor=color, metallicFactor=0.0, roughnessFactor=ROUGHNESS)

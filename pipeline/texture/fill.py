@@ -42,7 +42,7 @@ def uv_coverage(vtx_uv: np.ndarray, uv_idx: np.ndarray, shape: tuple[int, int], 
     uv = np.asarray(vtx_uv, dtype=np.float64)
     pixels = np.stack([uv[:, 0] * (width - 1), (1.0 - uv[:, 1]) * (height - 1)], axis=1)
     triangles = np.round(pixels[np.asarray(uv_idx)] * 16).astype(np.int32)  # 4 fractional bits
-    covered = np.zeros((height, width), dtype=np.uint8)
+    covered: np.ndarray = np.zeros((height, width), dtype=np.uint8)
     cv2.fillPoly(covered, list(triangles), 1, lineType=cv2.LINE_8, shift=4)
     if margin > 0:
         covered = cv2.dilate(covered, np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
@@ -59,19 +59,21 @@ def pull_push(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     valid8 = valid.astype(np.uint8)
     zeroed = cv2.bitwise_and(image, image, mask=valid8).reshape(*valid.shape, -1)
     size = ((valid.shape[1] + 1) // 2, (valid.shape[0] + 1) // 2)
+    total: np.ndarray
+    weight: np.ndarray
     if image.dtype == np.uint8:  # the uint8 reduction rounds means to whole levels: weight it the same way
         total = _shrink(zeroed, size).astype(np.float32)
         weight = cv2.resize(valid8 * np.uint8(255), size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255
     else:
         total = _shrink(zeroed.astype(np.float32), size)
         weight = cv2.resize(valid.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    levels = [(total, weight)]
+    levels: list[tuple[np.ndarray, np.ndarray]] = [(total, weight)]
     while min(levels[-1][1].shape) > 1 and not levels[-1][1].all():
         total, weight = levels[-1]
         size = ((weight.shape[1] + 1) // 2, (weight.shape[0] + 1) // 2)
         levels.append((_shrink(total, size), cv2.resize(weight, size, interpolation=cv2.INTER_AREA)))
     total, weight = levels[-1]
-    filled = total / np.maximum(weight, 1e-12)[..., None]
+    filled: np.ndarray = total / np.maximum(weight, 1e-12)[..., None]
     for total, weight in reversed(levels[:-1]):
         coarse = _grow(filled, weight.shape)
         filled = np.where((weight > 0)[..., None], total / np.maximum(weight, 1e-12)[..., None], coarse)

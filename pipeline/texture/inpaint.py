@@ -225,7 +225,7 @@ def vertex_colours(texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx) -> _VertexCo
     # (NEP 50); the typed scalars below do the same in the compiled loop. With float64 positions its weights,
     # and so its averages, are float64, hence the colour type.
     colour_dtype = np.result_type(texture.dtype, np.float32, vtx_pos.dtype)
-    result = _vertex_colours_kernel(
+    coloured, colour, texel, passes = _vertex_colours_kernel(
         texture,
         plane,
         vtx_pos,
@@ -240,7 +240,7 @@ def vertex_colours(texture, mask, vtx_pos, vtx_uv, pos_idx, uv_idx) -> _VertexCo
         pos_type((1.0 / _MIN_DISTANCE) ** 2),
         colour_dtype,
     )
-    return _VertexColours(*result, pos_idx.reshape(-1))
+    return _VertexColours(coloured, colour, texel, passes, pos_idx.reshape(-1))
 
 
 def mesh_vertex_inpaint(
@@ -314,7 +314,7 @@ def install_inpaint() -> list[str]:
     patched = []
     for name in _TEXGEN_MODULES:
         module = importlib.import_module(name)
-        module.meshVerticeInpaint = mesh_vertex_inpaint
+        vars(module)["meshVerticeInpaint"] = mesh_vertex_inpaint  # a name texgen's modules bind at import
         patched.append(name)
     logger.info("texgen vertex inpaint replaced by the compiled version in %s", ", ".join(patched))
     return patched

@@ -233,9 +233,7 @@ def interpolate(attr: Tensor, findices: Tensor, barycentric: Tensor, attr_idx: T
 def _torch_module() -> types.ModuleType:
     """A module object that can stand in for ``custom_rasterizer`` in ``sys.modules``."""
     module = types.ModuleType("custom_rasterizer", "PyTorch fallback for Hunyuan3D's custom_rasterizer.")
-    module.rasterize = rasterize
-    module.interpolate = interpolate
-    module.IMPLEMENTATION = "torch"
+    vars(module).update(rasterize=rasterize, interpolate=interpolate, IMPLEMENTATION="torch")
     # A spec, so importlib.util.find_spec() works while it sits in sys.modules.
     module.__spec__ = importlib.machinery.ModuleSpec("custom_rasterizer", loader=None)
     return module

@@ -9,7 +9,7 @@ inside the UV charts), then :func:`textured_mesh` puts the atlas on the mesh.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..export import ROUGHNESS
 from .config import RenderConfig, Sampling, Span, camera_indices
@@ -96,5 +96,6 @@ def textured_mesh(mesh: trimesh.Trimesh, texture: Image.Image) -> trimesh.Trimes
     from trimesh.visual.material import PBRMaterial
 
     material = PBRMaterial(baseColorTexture=texture, metallicFactor=0.0, roughnessFactor=ROUGHNESS)
-    visual = trimesh.visual.TextureVisuals(uv=np.asarray(mesh.visual.uv), material=material)  # type: ignore[union-attr]  # unwrap_uv's mesh has TextureVisuals
+    uv = cast("trimesh.visual.TextureVisuals", mesh.visual).uv  # unwrap_uv's mesh carries TextureVisuals
+    visual = trimesh.visual.TextureVisuals(uv=np.asarray(uv), material=material)
     return trimesh.Trimesh(mesh.vertices, mesh.faces, vertex_normals=mesh.vertex_normals, visual=visual, process=False)
