@@ -4,28 +4,26 @@ the mesh is textured, its base colour texture as JPEG.
 * Plain geometry because After Effects documents no compressed-geometry
   support and Gradio's offline Babylon viewer fetches the Draco/meshopt
   decoders from a CDN.
-* JPEG because a detailed 2048 texture is about 5.3 MB as PNG (hy3dgen's way)
-  and 0.8 MB as JPEG q90 (``optimize``: -5% for +20 ms; progressive JPEG
-  would save 5% more but not every importer takes it). The GLB goes back as
-  base64 JSON.
+* JPEG (q90, ``optimize``, baseline: not every importer takes progressive)
+  because a detailed texture is several times smaller than as PNG (hy3dgen's
+  way), and the GLB goes back as base64 JSON.
 * trimesh writes ``image/jpeg`` only when the PIL image came from a JPEG, and
   even then re-encodes it at PIL's default quality 75; anything else becomes
-  PNG (0.7 s to encode at 2048). So trimesh is handed a tiny JPEG placeholder
-  and its ``buffer_postprocessor`` hook swaps in our own JPEG bytes (one
-  encode, 30-55 ms). The same hook stores indices as uint16 when they fit
-  (-240 KB at 40k faces). Its ``tree_postprocessor`` hook adds the buffer-view
-  targets the Khronos validator asks for (BUFFER_VIEW_TARGET_MISSING), the
-  ``asset.generator`` and ``asset.extras``.
+  a slow PNG. So trimesh is handed a tiny JPEG placeholder and its
+  ``buffer_postprocessor`` hook swaps in our own JPEG bytes (one encode). The
+  same hook stores indices as uint16 when they fit. Its ``tree_postprocessor``
+  hook adds the buffer-view targets the Khronos validator asks for
+  (BUFFER_VIEW_TARGET_MISSING), the ``asset.generator`` and ``asset.extras``.
 * Vertex normals by default (``smooth_normals``, true unless the request
-  says false; the service's default since issue 18): 12 bytes a vertex,
-  0.30 MB on a 1.53 MB GLB at 40k faces with a 2048 texture, which alone
-  kept the GLB above a quarter of hy3dgen's (bench/postprocess.py at 384^3:
-  0.296 with, 0.247 without). Without them glTF viewers shade flat, exactly as they do
-  hy3dgen's own GLBs, which have none. When written they are welded across UV
-  seams. Cheaper encodings were ruled out: int8 normals need
-  KHR_mesh_quantization (an extension importers may refuse) and normalised
-  uint16 UVs, though core glTF, load wrong in trimesh 5.2 (it ignores
-  ``normalized``).
+  says false; the service's default since issue 18): 12 bytes a vertex.
+  Without them glTF viewers shade flat, exactly as they do hy3dgen's own
+  GLBs, which have none. When written they are welded across UV seams.
+  Cheaper encodings were ruled out: int8 normals need KHR_mesh_quantization
+  (an extension importers may refuse) and normalised uint16 UVs, though core
+  glTF, load wrong in trimesh 5.2 (it ignores ``normalized``).
+
+Sizes and encode times: ``bench/postprocess.py`` and the README's
+"Performance" and "Output size" sections.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 texgen ends with ``cv2.inpaint(texture, 255 - mask, 3, cv2.INPAINT_NS)`` over
 the whole 2048 texture. Its cost grows with the number of texels it fills,
 about 1 us each, and many unbaked texels are the empty space between UV
-charts that no render ever samples. That makes 1.5-2 s per model.
+charts that no render ever samples: seconds per model (figures:
+``bench/texture_fill.py`` and the README's "Performance" section).
 
 :func:`fill_texture` does the same Navier-Stokes inpaint, but only on the
 *zone*. The zone is the unbaked texels that need a value (inside ``region``,

@@ -1,7 +1,7 @@
 """Compiled replacement for texgen's pure-Python ``meshVerticeInpaint``.
 
-texgen's fallback (``mesh_processor.py``) takes seconds on a 40k-face mesh
-(1.6-2.4 s measured here). Before the texture fill runs, it gives each mesh
+texgen's fallback (``mesh_processor.py``) takes seconds on a 40k-face mesh.
+Before the texture fill runs, it gives each mesh
 vertex whose texel lies outside the baked mask a colour: the
 inverse-square-distance weighted mean of its already-coloured neighbours.
 
@@ -15,9 +15,9 @@ in place (Gauss-Seidel). Each entry sees the colours that earlier entries of
 the same pass wrote, and the number of passes depends on those results. The
 chains of dependencies run thousands of steps deep on a real mesh. An exact
 numpy/scipy version (earliest-arrival times, then one sparse triangular
-solve) was built first. It took 20-30 ms and matched to 3e-7. The compiled
-loop takes 4-5 ms with the input checks (``bench/inpaint.py``), so the 50 MB
-output copy now dominates the call.
+solve) was built first; it was exact to float rounding only, and slower than
+the compiled loop, whose call is now dominated by the output copy. Figures:
+``bench/inpaint.py`` and the README's "Performance" section.
 
 Compiled code is cached on disk (``cache=True``: next to this file, or in
 ``NUMBA_CACHE_DIR``). :func:`warm_up` compiles it ahead of the first job.
