@@ -435,3 +435,43 @@ def test_gpu_bench_measurement_loop_runs_on_tiny_models(offline, capsys):
     out = capsys.readouterr().out
     assert "s/step" in out and "failed" not in out
     assert os.environ["HY3DGEN_MODELS"] == str(offline)  # restored
+
+
+# -- the shared lifecycle, the service's cache, the extractor plug-in ---------------------
+
+
+def test_the_extractor_gives_the_backend_outward_faces_and_hy3dgen_its_own_winding():
+    """The backend takes outward faces as they are (no flip and flip back);
+    hy3dgen's interface still gets scikit-image's winding, which its export reverses."""
+    from bench.common import sphere_grid
+    from pipeline.backends.hy3dgen_extractor import Hy3dgenSurfaceExtractor
+
+    grid = sphere_grid(32, radius=0.5)
+    extractor = Hy3dgenSurfaceExtractor()
+    outward = extractor.outward_mesh(grid, mc_level=0.0, bounds=1.01)
+    vertices, faces = extractor.run(grid, mc_level=0.0, bounds=1.01)
+    assert np.array_equal(outward.mesh_f, faces[:, ::-1]) and np.array_equal(outward.mesh_v, vertices)
+    mesh = hunyuan._to_trimesh(outward)
+    assert mesh.is_watertight and mesh.volume > 0
+    assert extractor.outward_mesh(np.full((8, 8, 8), -1.0, np.float32)) is None  # no surface: None, logged
+
+
+def test_warm_up_pays_the_mesh_codes_one_off_costs_and_draft_loads_nothing(monkeypatch, tmp_path):
+    import pipeline.mesh
+
+    calls = []
+    monkeypatch.setattr(pipeline.mesh, "warm_up", lambda: calls.append("mesh"))
+    monkeypatch.setenv("HY3DGEN_MODELS", str(tmp_path))
+    service = ImageTo3D()
+    assert service.warm_up("draft").name == "draft"
+    assert calls == ["mesh"] and "draft" in service._backends
+    service.backend("draft").load()  # part of the protocol: a no-op for the draft backend
+
+
+def test_release_forgets_every_cached_backend(offline):
+    service = ImageTo3D()
+    shape = service.backend("hunyuan3d-2")
+    shape.pipeline = "loaded pipeline"
+    service.release()
+    assert shape.pipeline is None and service._backends == {} and service._textures == {}
+    assert service.backend("hunyuan3d-2") is not shape

@@ -441,6 +441,22 @@ def test_backends_are_cached_and_one_variant_keeps_its_models(roots, monkeypatch
     assert other is not first and first.texgen is None  # released
 
 
+def test_a_replacement_backend_is_served_and_release_forgets_them_all(roots, monkeypatch):
+    from pipeline.service import ImageTo3D
+
+    monkeypatch.setenv("HY3D_DEVICE", "cpu")
+    fake_folders(roots, "hunyuan3d-delight-v2-0", DEFAULT_PAINT_MODEL)
+    service = ImageTo3D()
+    first = service.texture_backend()
+    first.texgen = "loaded models"
+    few_steps = TextureBackend(None, sampling=Sampling(1, 1, 64), device="cpu")
+    service.use_texture_backend(few_steps)
+    assert service.texture_backend() is few_steps and first.texgen is None  # the replaced one is released
+    few_steps.texgen = "loaded models"
+    service.release()
+    assert few_steps.texgen is None and service.texture_backend() is not few_steps
+
+
 def test_camera_indices_are_texgens():
     """hy3dgen's six default cameras map to these rows of its camera embedding."""
     assert camera_indices([0, 0, 0, 0, 90, -90], [0, 90, 180, 270, 0, 180]) == [21, 12, 15, 18, 43, 37]
