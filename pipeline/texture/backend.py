@@ -49,34 +49,31 @@ and sampled with it too (later upstream code pairs that checkpoint with its
 own scheduler and attention, which this package does not have).
 
 This module holds :class:`TextureBackend` (its ``paint()`` reads as numbered
-steps) and the texture weights lookup; the parts are :mod:`.config` (request
-sizes, sampling, result), :mod:`.loading` (the diffusers pipelines),
-:mod:`.texgen` (texgen's objects for one device) and :mod:`.stages` (one
-named helper per stage). diffusers, transformers and hy3dgen are imported
+steps; the weights lookup is :mod:`pipeline.weights`). Its parts are
+:mod:`.config` (request sizes, sampling, result), :mod:`.loading` (the
+diffusers pipelines), :mod:`.texgen` (texgen's objects for one device) and
+:mod:`.stages` (one named helper per stage). diffusers, transformers and hy3dgen are imported
 inside functions, when the models load.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..backends.lifecycle import ModelBackend, subject_rgba
-from ..errors import OptionsError, PipelineError, WeightsMissingError, tag_stage
+from ..errors import PipelineError, tag_stage
 from ..memory import PROFILES, texture_models, unpatched_safetensors
-from ..models import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
+from ..models import DEFAULT_PAINT_MODEL, TEXTURE_SIZES
+from ..models import PAINT_MODELS as PAINT_MODELS  # re-exported: tests read tb.PAINT_MODELS
 from ..progress import ProgressCallback, null_progress
 from ..progress import RunLog as _Run
 from ..settings import Settings, load_settings
-from ..weights import (
-    TEXTURE_REPO,
-    described_candidates,
-    diffusers_folder_complete,
-    find_folder,
-    searched_roots_text,
-)
+
+# The texture weight lookups live in pipeline.weights; texture_weights_present is
+# re-exported because pipeline.service imports it from here (bench/hardening.py patches it here).
+from ..weights import DELIGHT_SUBFOLDER, TEXTURE_DOWNLOAD_COMMAND, resolve_texture_weights
+from ..weights import texture_weights_present as texture_weights_present
 from . import stages
 from .config import SPANS, STAGE, RenderConfig, Sampling, Span, TextureResult, render_config
 from .loading import private_modules_cache
@@ -89,60 +86,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-DELIGHT_SUBFOLDER = "hunyuan3d-delight-v2-0"
-TEXTURE_DOWNLOAD_COMMAND = "python -m pipeline.weights download --texture"
-
 # Production sampling: hy3dgen's own values (the tests and benches pass fewer steps).
 HY3DGEN_SAMPLING = Sampling()
-__all__ = ["RenderConfig", "Sampling", "TextureBackend", "TextureResult", "render_config"]
-
-
-# -- weights ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TextureWeights:
-    """The two local folders one paint variant needs."""
-
-    paint_model: str
-    delight: Path
-    paint: Path
-
-
-def _check_paint_model(paint_model: str) -> None:
-    if paint_model not in PAINT_MODELS:
-        raise OptionsError(f"Field 'paint_model' must be one of {', '.join(PAINT_MODELS)}, got {paint_model!r}.")
-
-
-def _find(subfolder: str) -> Path | None:
-    found = find_folder(TEXTURE_REPO, subfolder, diffusers_folder_complete)
-    return found[0] if found else None
-
-
-def find_texture_weights(paint_model: str = DEFAULT_PAINT_MODEL) -> TextureWeights | None:
-    """Both folders if they are complete on disk, else None. Reads the local disk only."""
-    _check_paint_model(paint_model)
-    delight, paint = _find(DELIGHT_SUBFOLDER), _find(paint_model)
-    return TextureWeights(paint_model, delight, paint) if delight and paint else None
-
-
-def texture_weights_present(paint_model: str = DEFAULT_PAINT_MODEL) -> bool:
-    """Whether texturing with ``paint_model`` can run (lets the orchestrator skip it with a warning)."""
-    return find_texture_weights(paint_model) is not None
-
-
-def resolve_texture_weights(paint_model: str = DEFAULT_PAINT_MODEL) -> TextureWeights:
-    """The folders, or :class:`WeightsMissingError` naming what is missing, where it looked and the fix."""
-    found = find_texture_weights(paint_model)
-    if found is not None:
-        return found
-    missing = [sub for sub in (DELIGHT_SUBFOLDER, paint_model) if _find(sub) is None]
-    searched = [path for sub in missing for path in described_candidates(TEXTURE_REPO, sub)]
-    raise WeightsMissingError(
-        f"Texture weights ({TEXTURE_REPO}: {', '.join(missing)}) are not complete on disk "
-        f"(searched {searched_roots_text()}); download them with `{TEXTURE_DOWNLOAD_COMMAND}`.",
-        searched=searched,
-    )
+__all__ = [
+    "DELIGHT_SUBFOLDER",
+    "TEXTURE_DOWNLOAD_COMMAND",
+    "RenderConfig",
+    "Sampling",
+    "TextureBackend",
+    "TextureResult",
+    "render_config",
+    "resolve_texture_weights",
+    "texture_weights_present",
+]
 
 
 # -- the backend ----------------------------------------------------------------------

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..weights import check_weights_finite
+from ..weights import TEXTURE_DOWNLOAD_COMMAND, check_weights_finite
 from .config import RenderConfig
 from .loading import load_delight, load_paint
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
-    from .backend import TextureWeights
+    from ..weights import TextureWeights
 
 # hy3dgen's delight guidance (Light_Shadow_Remover.__init__), set here because that __init__ is skipped.
 DELIGHT_CFG_IMAGE, DELIGHT_CFG_TEXT = 1.5, 1.0
@@ -139,9 +139,7 @@ def _check_finite(pipe: Any, folder: Path, device: str) -> None:
     back untextured with that sentence as its warning), not painted as noise."""
     import torch
 
-    from .backend import TEXTURE_DOWNLOAD_COMMAND
-
-    modules: dict[str, object] = {
+    modules: dict[str, torch.nn.Module] = {
         name: part for name, part in pipe.components.items() if isinstance(part, torch.nn.Module)
     }
     check_weights_finite(modules, folder, None, device, command=TEXTURE_DOWNLOAD_COMMAND)
