@@ -520,14 +520,13 @@ def warm_up(pipeline: Generator) -> float:
     caches). Returns the seconds spent. bench/app_warmup.py measures it."""
     import time
 
-    from pipeline import mesh
-
     started = time.perf_counter()
     try:
-        pipeline.warm_up()
-    except PipelineError:
-        pass  # no weights: the page says so, and draft serves
-    mesh.warm_up()
+        pipeline.warm_up()  # the model's load and the mesh code's one-off costs
+    except PipelineError:  # no weights: the page says so, and draft serves
+        from pipeline import mesh
+
+        mesh.warm_up()  # the pipeline's warm-up stopped before its own
     image = _warm_up_image()
     # Every job of the app asks for the preview (the history gallery), so the warm-up does too.
     options = parse_options({"model": "draft", "max_faces": 2000, "preview": True}, settings=pipeline.settings)

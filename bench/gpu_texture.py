@@ -185,7 +185,7 @@ def run(args: argparse.Namespace, dims=None, device: str = "cuda") -> list[Row]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from pipeline.texture.backend import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
+    from pipeline.models import DEFAULT_PAINT_MODEL, PAINT_MODELS, TEXTURE_SIZES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="parameter counts on the meta device; no CUDA needed")

@@ -115,15 +115,15 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
         rows[f"oom_refresh_worker.{label}"] = bool(result.get("refresh_worker"))
 
     # Texture failure after the shape is done.
-    import pipeline.texture.backend as tb
+    import pipeline.weights as weights_module  # where pipeline.service looks the texture weights up
 
-    saved = tb.texture_weights_present
+    saved = weights_module.texture_weights_present
 
     class Painter:
         def paint(self, *args, **kwargs):
             raise RuntimeError("bake exploded")
 
-    tb.texture_weights_present = lambda *a, **k: True
+    weights_module.texture_weights_present = lambda *a, **k: True
     try:
         worker._PIPELINE = None
         pipe = worker.get_pipeline()
@@ -134,7 +134,7 @@ def probe_worker(rows: dict, b64: str, slow: bool) -> None:
         )
         rows["texture_failure"] = "error" if "error" in result else f"model returned, textured={result['textured']}"
     finally:
-        tb.texture_weights_present = saved
+        weights_module.texture_weights_present = saved
 
     # Buckets.
     base = {"image": b64, "model": "draft", "remove_background": False, "output": "url", "max_faces": 2000}

@@ -181,7 +181,7 @@ class ImageTo3D:
             # Requests are textured by default: loading the texture models now
             # lets the first request profile both pipelines at once instead of
             # reloading the shape model to add them (pipeline.memory).
-            from .texture.backend import texture_weights_present
+            from .weights import texture_weights_present
 
             if texture_weights_present(DEFAULT_PAINT_MODEL):
                 from .memory import PROFILES
@@ -408,7 +408,7 @@ class ImageTo3D:
         weights do not fail the job: the untextured model comes back with a
         warning saying what is missing and how to fetch it. Returns the mesh
         and the rasterizer that baked it (None when nothing was painted)."""
-        from .texture.backend import DELIGHT_SUBFOLDER, TEXTURE_DOWNLOAD_COMMAND, texture_weights_present
+        from .weights import DELIGHT_SUBFOLDER, TEXTURE_DOWNLOAD_COMMAND, texture_weights_present
 
         if not texture_weights_present(options.paint_model):
             warnings.append(
@@ -437,7 +437,7 @@ class ImageTo3D:
         side's reload is reported as ``texture.load`` even when the request
         paints nothing."""
         from .memory import PROFILES
-        from .texture.backend import texture_weights_present
+        from .weights import texture_weights_present
 
         texture = None
         if options.generate_texture and texture_weights_present(options.paint_model):

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from fakes.tiny_paint import MODULES_EXECUTED_ENV, REPO_ID, write_tiny_texture_models
 from pipeline.backends import lifecycle
 from pipeline.errors import OptionsError, OutOfMemoryError, PipelineError, WeightsMissingError
-from pipeline.texture import backend as tb
+from pipeline.models import PAINT_MODELS
 from pipeline.texture import loading
 from pipeline.texture import texgen as texgen_module
 from pipeline.texture.backend import (
@@ -34,9 +34,9 @@ from pipeline.texture.backend import (
     Sampling,
     TextureBackend,
     render_config,
-    texture_weights_present,
 )
 from pipeline.texture.config import camera_indices
+from pipeline.weights import resolve_texture_weights, texture_weights_present
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("load", "delight", "uv", "render", "multiview", "bake", "inpaint")
@@ -414,7 +414,7 @@ def test_only_the_missing_folder_is_named(roots):
     fake_folders(roots, "hunyuan3d-delight-v2-0", "hunyuan3d-paint-v2-0")
     assert texture_weights_present("hunyuan3d-paint-v2-0") and not texture_weights_present(turbo)
     with pytest.raises(WeightsMissingError) as caught:
-        tb.resolve_texture_weights(turbo)
+        resolve_texture_weights(turbo)
     assert f"Hunyuan3D-2: {turbo})" in str(caught.value)
     assert "delight" not in str(caught.value).split("searched")[0]
 
@@ -433,7 +433,7 @@ def test_backends_are_cached_and_one_variant_keeps_its_models(roots, monkeypatch
     service = ImageTo3D()
     with pytest.raises(WeightsMissingError):
         service.texture_backend()
-    fake_folders(roots, "hunyuan3d-delight-v2-0", *tb.PAINT_MODELS)
+    fake_folders(roots, "hunyuan3d-delight-v2-0", *PAINT_MODELS)
     first = service.texture_backend()
     assert service.texture_backend() is first and first.texgen is None  # models load on first use
     first.texgen = "loaded models"

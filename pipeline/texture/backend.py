@@ -65,15 +65,10 @@ from ..backends.lifecycle import ModelBackend, subject_rgba
 from ..errors import PipelineError, tag_stage
 from ..memory import PROFILES, texture_models, unpatched_safetensors
 from ..models import DEFAULT_PAINT_MODEL, TEXTURE_SIZES
-from ..models import PAINT_MODELS as PAINT_MODELS  # re-exported: tests read tb.PAINT_MODELS
 from ..progress import ProgressCallback, null_progress
 from ..progress import RunLog as _Run
 from ..settings import Settings, load_settings
-
-# The texture weight lookups live in pipeline.weights; texture_weights_present is
-# re-exported because pipeline.service imports it from here (bench/hardening.py patches it here).
-from ..weights import DELIGHT_SUBFOLDER, TEXTURE_DOWNLOAD_COMMAND, resolve_texture_weights
-from ..weights import texture_weights_present as texture_weights_present
+from ..weights import DELIGHT_SUBFOLDER, resolve_texture_weights
 from . import stages
 from .config import SPANS, STAGE, RenderConfig, Sampling, Span, TextureResult, render_config
 from .loading import private_modules_cache
@@ -89,15 +84,11 @@ log = logging.getLogger(__name__)
 # Production sampling: hy3dgen's own values (the tests and benches pass fewer steps).
 HY3DGEN_SAMPLING = Sampling()
 __all__ = [
-    "DELIGHT_SUBFOLDER",
-    "TEXTURE_DOWNLOAD_COMMAND",
     "RenderConfig",
     "Sampling",
     "TextureBackend",
     "TextureResult",
     "render_config",
-    "resolve_texture_weights",
-    "texture_weights_present",
 ]
 
 
