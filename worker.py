@@ -143,7 +143,7 @@ def _import_runpod() -> None:
     takes seconds, which overlap the load instead of adding to it
     (bench/cold_start.py measures start-up; figures in the README, "Worker
     cold start"). Module imports in two threads are safe."""
-    import runpod  # noqa: F401
+    import runpod  # noqa: F401 - imported for its module cache, in the background
 
 
 WORKER_DESCRIPTION = """\

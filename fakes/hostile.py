@@ -103,7 +103,10 @@ def payloads(image_b64: str):
         st.sampled_from([f.name for f in FIELDS]), st.text(alphabet=st.one_of(st.characters(), surrogate), max_size=30)
     )
     good = {name: st.sampled_from(spec.choices) for name, spec in FIELDS_BY_NAME.items() if spec.choices}
-    value_for = lambda name: st.one_of(json_values(), good.get(name, json_values()))  # noqa: E731
+
+    def value_for(name):
+        return st.one_of(json_values(), good.get(name, json_values()))
+
     fields = names.flatmap(lambda name: st.tuples(st.just(name), value_for(name)))
     image = st.one_of(st.just(image_b64), json_values())
     return st.tuples(image, st.lists(fields, max_size=5)).map(

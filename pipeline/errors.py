@@ -157,7 +157,7 @@ def tag_stage(exc: BaseException, stage: str) -> None:
     failure can name where it happened without wrapping the exception."""
     if getattr(exc, "hy3d_stage", None) is None:
         try:
-            exc.hy3d_stage = stage  # type: ignore[attr-defined]
+            exc.hy3d_stage = stage  # type: ignore[attr-defined]  # a tag on any exception type, read by failed_stage
         except Exception:  # noqa: BLE001 - exceptions with __slots__ keep no tag
             pass
 

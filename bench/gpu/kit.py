@@ -39,6 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+# After the sys.path line: the kit runs as a script from a copied tree.
 from bench import gpu_common as gpu  # noqa: E402
 from bench.gpu.plan import VIEW_KEYS, ProfileRow, ShapeRow, TextureRow  # noqa: E402
 
@@ -100,7 +101,7 @@ def import_mmgp_first() -> str:
     """Import mmgp before any model loads. On CUDA the first shape row does this anyway
     (and mmgp patches safetensors process-wide), so every later load, the texture
     models' included, happens after the patch; the dry run must load in the same world."""
-    import mmgp.offload  # noqa: F401
+    import mmgp.offload  # noqa: F401 - imported for its safetensors patch
     import safetensors
 
     return safetensors.safe_open.__module__

@@ -83,7 +83,7 @@ def _marching_cubes(grid: np.ndarray, level: float) -> tuple[np.ndarray, np.ndar
 def surface_backend() -> str:
     """``"vtk"`` (flying edges) when VTK imports, else ``"scikit-image"``, with a warning once."""
     try:
-        import vtkmodules.vtkFiltersCore  # noqa: F401
+        import vtkmodules.vtkFiltersCore  # noqa: F401 - an availability probe
     except ImportError:
         log.warning(
             "VTK is not installed: surface extraction falls back to scikit-image marching cubes "

@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import OptionsError, PipelineError, echo
@@ -195,7 +196,7 @@ def upload_glb(glb: bytes, bucket: BucketConfig, prefix: str) -> tuple[str, str]
     name = f"model-{uuid.uuid4().hex[:12]}.glb"
     key = f"{prefix}/{name}" if prefix else name
     issued = dt.datetime.now(dt.UTC)
-    outcome: dict[str, object] = {}
+    outcome: dict[str, Any] = {}  # the boto3 client (untyped) or the error, set by the upload thread
 
     def put() -> None:  # building the client counts too: boto3's first one takes seconds
         try:
@@ -221,7 +222,7 @@ def upload_glb(glb: bytes, bucket: BucketConfig, prefix: str) -> tuple[str, str]
         raise DeliveryError(
             f"Uploading the GLB to {where} failed ({_upload_failure(error)}); check the BUCKET_* variables."
         ) from error
-    url = outcome["client"].generate_presigned_url(  # type: ignore[attr-defined]
+    url = outcome["client"].generate_presigned_url(
         "get_object", Params={"Bucket": bucket.bucket_name, "Key": key}, ExpiresIn=PRESIGNED_URL_SECONDS
     )
     expires = (issued + dt.timedelta(seconds=PRESIGNED_URL_SECONDS)).isoformat(timespec="seconds")

@@ -252,7 +252,7 @@ def install_rasterizer() -> str:
     if sys.modules.get("custom_rasterizer") is TORCH_RASTERIZER:
         return "torch"
     try:
-        import custom_rasterizer  # noqa: F401
+        import custom_rasterizer  # noqa: F401 - an availability probe
     except (ImportError, OSError) as exc:
         sys.modules["custom_rasterizer"] = TORCH_RASTERIZER
         logger.info("custom_rasterizer unavailable (%s); using the PyTorch rasterizer", exc)
