@@ -243,3 +243,28 @@ def test_production_worker_finishes_and_posts_the_running_job_before_exiting(tmp
         server.closing.set()
         server.shutdown()
         server.server_close()
+
+
+def test_a_job_that_arrives_just_after_sigterm_is_waited_for():
+    """RunPod's loop registers a job only once its long-poll response is parsed:
+    a job handed out just before SIGTERM looks idle for a moment and, without
+    the settle window, the worker exited and the job was lost."""
+    script = (
+        "import sys, time\n"
+        "from pipeline import shutdown\n"
+        "start = time.monotonic()\n"
+        "busy = lambda: 0.3 < time.monotonic() - start < 0.9  # shows up 0.3 s after the signal, done at 0.9 s\n"
+        "print('watching', flush=True)\n"
+        "shutdown.exit_when_idle(busy, 8.0, 'probe')\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"watching"
+        started = time.monotonic()
+        status = proc.wait(timeout=20)
+        elapsed = time.monotonic() - started
+    finally:
+        proc.kill()
+    assert status == 0
+    assert 0.85 <= elapsed < 3.0, f"exited {elapsed:.2f} s after the watch began"
