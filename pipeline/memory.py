@@ -59,6 +59,8 @@ class Member(Protocol):
 
     def load(self) -> None: ...  # build the models on the host (idempotent)
 
+    def take_load_s(self) -> float: ...  # the load time not yet reported, now counted as reported
+
     def drop_models(self) -> None: ...  # forget them, so the next load() reads the disk
 
     def mmgp_models(self) -> dict[str, Any]: ...  # name -> torch module, as mmgp gets them

@@ -445,7 +445,7 @@ class ImageTo3D:
         PROFILES.use(options.profile, shape=backend, texture=texture)
         member = PROFILES.texture
         if not options.generate_texture and member is not None and member._load_s:
-            timings["load"], member._load_s = round(member._load_s, 4), 0.0
+            timings["load"] = member.take_load_s()
 
 
 def _under_mmgp(backend: ShapeBackend) -> TypeGuard[ModelBackend]:
